@@ -1,0 +1,15 @@
+//! Schema of authgate. `authgate serve` and `authgate migrate` apply it; both databases
+//! (SQLite and PostgreSQL) get the same schema from portable sea-query builders.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_create_schema;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000001_create_schema::Migration)]
+    }
+}

@@ -1,0 +1,311 @@
+//! `/v1/auth/*`: thin operations that parse, call the domain and map the result.
+
+use std::sync::Arc;
+
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme, Tags, auth::Bearer};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use super::problem::{Problem, ProblemType, from_domain, www_authenticate};
+use crate::domain::{self, AuthService, Authenticated, DomainError};
+
+#[derive(Tags)]
+enum ApiTags {
+    /// Accounts, sessions and tokens.
+    Auth,
+}
+
+/// Email and password.
+#[derive(Object)]
+pub struct Credentials {
+    /// Trimmed and lower-cased before use; at most 254 characters.
+    pub email: String,
+    /// 8 to 1024 Unicode characters.
+    #[oai(write_only)]
+    pub password: String,
+}
+
+#[derive(Object)]
+pub struct RefreshTokenRequest {
+    /// A refresh token from login or an earlier refresh.
+    pub refresh_token: String,
+}
+
+/// An account.
+#[derive(Object, Debug)]
+#[oai(rename = "User")]
+pub struct UserBody {
+    pub id: Uuid,
+    pub email: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl From<domain::User> for UserBody {
+    fn from(user: domain::User) -> Self {
+        let created_at =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(user.created_at) * 1_000_000)
+                .ok()
+                .and_then(|at| at.format(&Rfc3339).ok())
+                .unwrap_or_default();
+        Self {
+            id: user.id,
+            email: user.email,
+            created_at,
+        }
+    }
+}
+
+/// An access token and the refresh token that renews it.
+#[derive(Object)]
+#[oai(rename = "TokenPair")]
+pub struct TokenPairBody {
+    /// EdDSA-signed JWT (RFC 9068), for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Opaque; spent by its next use.
+    pub refresh_token: String,
+    /// Seconds until the refresh token expires if unused.
+    pub refresh_expires_in: u64,
+}
+
+impl From<domain::TokenPair> for TokenPairBody {
+    fn from(pair: domain::TokenPair) -> Self {
+        Self {
+            access_token: pair.access_token,
+            token_type: "Bearer".to_owned(),
+            expires_in: pair.expires_in,
+            refresh_token: pair.refresh_token,
+            refresh_expires_in: pair.refresh_expires_in,
+        }
+    }
+}
+
+const NO_STORE: &str = "no-store";
+
+/// Declares an operation's responses; every error variant carries a problem, and the
+/// `From<DomainError>` picks the variant by the problem's status.
+macro_rules! error_variants {
+    ($response:ident { $($status:literal => $variant:ident),* $(,)? }) => {
+        impl From<DomainError> for $response {
+            fn from(err: DomainError) -> Self {
+                let problem = from_domain(&err);
+                match problem.status {
+                    $($status => Self::$variant(Json(problem)),)*
+                    _ => Self::Internal(Json(from_domain_internal(problem))),
+                }
+            }
+        }
+    };
+}
+
+fn from_domain_internal(problem: Problem) -> Problem {
+    if problem.status == 500 {
+        problem
+    } else {
+        tracing::error!(?problem, "domain error not declared for this operation");
+        ProblemType::Internal
+            .problem("The server failed to handle the request; it has been logged.")
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum RegisterResponse {
+    /// The account was created.
+    #[oai(status = 201)]
+    Created(Json<UserBody>),
+    /// Malformed JSON, missing fields or wrong types.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// The email is already registered (case-insensitive).
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The body is larger than 16 KiB.
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// Invalid email (at most 254 characters) or password (8 to 1024 characters).
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Json<Problem>),
+    /// Server failure.
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+}
+error_variants!(RegisterResponse { 400 => BadRequest, 409 => Conflict, 413 => PayloadTooLarge, 422 => Unprocessable });
+
+/// Responses of login and refresh, which both issue a token pair.
+#[derive(ApiResponse)]
+pub enum TokenResponse {
+    /// A new token pair.
+    #[oai(status = 200)]
+    Ok(Json<TokenPairBody>, #[oai(header = "Cache-Control")] String),
+    /// Malformed JSON, missing fields or wrong types.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// Wrong credentials, or a refresh token that is unknown, expired, spent or revoked.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The body is larger than 16 KiB.
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// Server failure.
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+}
+error_variants!(TokenResponse { 400 => BadRequest, 401 => Unauthorized, 413 => PayloadTooLarge });
+
+#[derive(ApiResponse)]
+pub enum RevokeResponse {
+    /// The token's session has ended (also answered for an unknown token, RFC 7009).
+    #[oai(status = 204)]
+    NoContent,
+    /// Malformed JSON, missing fields or wrong types.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// The body is larger than 16 KiB.
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// Server failure.
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+}
+error_variants!(RevokeResponse { 400 => BadRequest, 413 => PayloadTooLarge });
+
+#[derive(ApiResponse)]
+pub enum LogoutAllResponse {
+    /// Every session of the user has ended.
+    #[oai(status = 204)]
+    NoContent,
+    /// Missing or invalid access token, or its session has ended.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    #[allow(dead_code)] // answered by the BearerAuth checker; declared for the spec
+    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
+    /// Server failure.
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+}
+
+#[derive(ApiResponse)]
+pub enum MeResponse {
+    /// The authenticated user.
+    #[oai(status = 200)]
+    Ok(Json<UserBody>),
+    /// Missing or invalid access token, or its session has ended.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    #[allow(dead_code)] // answered by the BearerAuth checker; declared for the spec
+    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
+    /// Server failure.
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+}
+
+/// An access token from login or refresh, whose session is still live.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "JWT", checker = "authenticate")]
+pub struct BearerAuth(Authenticated);
+
+async fn authenticate(req: &poem::Request, bearer: Bearer) -> poem::Result<Authenticated> {
+    let service = req
+        .data::<Arc<AuthService>>()
+        .ok_or_else(|| poem::Error::from_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR))?;
+    service.authenticate(&bearer.token).await.map_err(|err| {
+        let problem = from_domain(&err);
+        let mut response = ProblemType::InvalidToken.response(problem.detail.clone());
+        if problem.status == 401 {
+            if let Ok(value) = www_authenticate(true).parse() {
+                response
+                    .headers_mut()
+                    .insert(poem::http::header::WWW_AUTHENTICATE, value);
+            }
+        } else {
+            response = ProblemType::Internal.response(problem.detail);
+        }
+        poem::Error::from_response(response)
+    })
+}
+
+pub struct AuthApi;
+
+#[OpenApi(prefix_path = "/v1/auth", tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Create an account.
+    #[oai(path = "/register", method = "post")]
+    async fn register(
+        &self,
+        service: Data<&Arc<AuthService>>,
+        body: Json<Credentials>,
+    ) -> RegisterResponse {
+        let Json(Credentials { email, password }) = body;
+        match service.register(&email, password).await {
+            Ok(user) => RegisterResponse::Created(Json(user.into())),
+            Err(err) => err.into(),
+        }
+    }
+
+    /// Log in: start a session and get a token pair.
+    #[oai(path = "/login", method = "post")]
+    async fn login(
+        &self,
+        service: Data<&Arc<AuthService>>,
+        body: Json<Credentials>,
+    ) -> TokenResponse {
+        let Json(Credentials { email, password }) = body;
+        match service.login(&email, password).await {
+            Ok(pair) => TokenResponse::Ok(Json(pair.into()), NO_STORE.to_owned()),
+            Err(err) => err.into(),
+        }
+    }
+
+    /// Spend a refresh token for a new token pair in the same session.
+    ///
+    /// Presenting a spent token again within the reuse grace window returns the same
+    /// successor; later, or after the successor was spent, it ends the whole session.
+    #[oai(path = "/refresh", method = "post")]
+    async fn refresh(
+        &self,
+        service: Data<&Arc<AuthService>>,
+        body: Json<RefreshTokenRequest>,
+    ) -> TokenResponse {
+        match service.refresh(&body.0.refresh_token).await {
+            Ok(pair) => TokenResponse::Ok(Json(pair.into()), NO_STORE.to_owned()),
+            Err(err) => err.into(),
+        }
+    }
+
+    /// End the session of a refresh token (RFC 7009).
+    #[oai(path = "/revoke", method = "post")]
+    async fn revoke(
+        &self,
+        service: Data<&Arc<AuthService>>,
+        body: Json<RefreshTokenRequest>,
+    ) -> RevokeResponse {
+        match service.revoke(&body.0.refresh_token).await {
+            Ok(()) => RevokeResponse::NoContent,
+            Err(err) => err.into(),
+        }
+    }
+
+    /// End every session of the authenticated user.
+    #[oai(path = "/logout-all", method = "post")]
+    async fn logout_all(
+        &self,
+        service: Data<&Arc<AuthService>>,
+        auth: BearerAuth,
+    ) -> LogoutAllResponse {
+        match service.logout_all(auth.0.user.id).await {
+            Ok(()) => LogoutAllResponse::NoContent,
+            Err(err) => LogoutAllResponse::Internal(Json(from_domain(&err))),
+        }
+    }
+
+    /// The authenticated user.
+    #[oai(path = "/me", method = "get")]
+    async fn me(&self, auth: BearerAuth) -> MeResponse {
+        MeResponse::Ok(Json(auth.0.user.into()))
+    }
+}

@@ -1,0 +1,242 @@
+//! The command line and the one typed configuration, read from flags and `AUTHGATE_*`
+//! environment variables. Each value's name is also its placeholder in error messages,
+//! so a bad value names the variable to fix.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "authgate", version, about = "JWT authentication service")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Migrate the database up, then serve until SIGINT or SIGTERM (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI 3 spec as YAML.
+    Openapi,
+    /// Manage the access-token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new active signing key; older public keys stay in the JWKS until the
+    /// tokens they signed have expired. Running instances switch within 60 seconds.
+    Rotate,
+}
+
+#[derive(Clone, Args)]
+pub struct Config {
+    /// Address to bind.
+    #[arg(
+        long,
+        env = "AUTHGATE_LISTEN",
+        value_name = "AUTHGATE_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+
+    /// Database URL: `sqlite://…` or `postgres://…`.
+    #[arg(
+        long,
+        env = "AUTHGATE_DATABASE_URL",
+        value_name = "AUTHGATE_DATABASE_URL",
+        default_value = "sqlite://authgate.db?mode=rwc"
+    )]
+    pub database_url: String,
+
+    /// `iss` of issued tokens; OpenID discovery is served for it.
+    #[arg(
+        long,
+        env = "AUTHGATE_ISSUER",
+        value_name = "AUTHGATE_ISSUER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub issuer: String,
+
+    /// `aud` of issued access tokens.
+    #[arg(
+        long,
+        env = "AUTHGATE_AUDIENCE",
+        value_name = "AUTHGATE_AUDIENCE",
+        default_value = "authgate"
+    )]
+    pub audience: String,
+
+    /// Access token lifetime, seconds.
+    #[arg(long, env = "AUTHGATE_ACCESS_TTL", value_name = "AUTHGATE_ACCESS_TTL", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub access_ttl: u64,
+
+    /// Refresh token idle lifetime, seconds.
+    #[arg(long, env = "AUTHGATE_REFRESH_TTL", value_name = "AUTHGATE_REFRESH_TTL", default_value_t = 1_209_600,
+          value_parser = clap::value_parser!(u64).range(1..=31_622_400))]
+    pub refresh_ttl: u64,
+
+    /// Absolute session lifetime, seconds; rotation never extends past it.
+    #[arg(long, env = "AUTHGATE_SESSION_TTL", value_name = "AUTHGATE_SESSION_TTL", default_value_t = 7_776_000,
+          value_parser = clap::value_parser!(u64).range(1..=315_360_000))]
+    pub session_ttl: u64,
+
+    /// Seconds after a rotation in which the rotated refresh token returns the same successor.
+    #[arg(long, env = "AUTHGATE_REFRESH_REUSE_GRACE", value_name = "AUTHGATE_REFRESH_REUSE_GRACE", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub refresh_reuse_grace: u64,
+
+    /// argon2id memory cost, KiB.
+    #[arg(
+        long,
+        env = "AUTHGATE_ARGON2_MEMORY_KIB",
+        value_name = "AUTHGATE_ARGON2_MEMORY_KIB",
+        default_value_t = 19_456
+    )]
+    pub argon2_memory_kib: u32,
+
+    /// argon2id iterations.
+    #[arg(
+        long,
+        env = "AUTHGATE_ARGON2_ITERATIONS",
+        value_name = "AUTHGATE_ARGON2_ITERATIONS",
+        default_value_t = 2
+    )]
+    pub argon2_iterations: u32,
+
+    /// argon2id parallelism (lanes).
+    #[arg(
+        long,
+        env = "AUTHGATE_ARGON2_PARALLELISM",
+        value_name = "AUTHGATE_ARGON2_PARALLELISM",
+        default_value_t = 1
+    )]
+    pub argon2_parallelism: u32,
+
+    /// Failed logins per (account, client IP) per window before 429.
+    #[arg(
+        long,
+        env = "AUTHGATE_LOGIN_MAX_FAILURES",
+        value_name = "AUTHGATE_LOGIN_MAX_FAILURES",
+        default_value_t = 5
+    )]
+    pub login_max_failures: u32,
+
+    /// The failed-login window, seconds.
+    #[arg(
+        long,
+        env = "AUTHGATE_LOGIN_FAILURE_WINDOW",
+        value_name = "AUTHGATE_LOGIN_FAILURE_WINDOW",
+        default_value_t = 900
+    )]
+    pub login_failure_window: u64,
+
+    /// Requests per minute per client IP to `POST /v1/auth/*`; 0 disables.
+    #[arg(
+        long,
+        env = "AUTHGATE_RATE_LIMIT_PER_IP",
+        value_name = "AUTHGATE_RATE_LIMIT_PER_IP",
+        default_value_t = 120
+    )]
+    pub rate_limit_per_ip: u32,
+
+    /// Take the client IP from the rightmost `X-Forwarded-For` address (behind a trusted proxy only).
+    #[arg(long, env = "AUTHGATE_TRUST_FORWARDED_FOR", value_name = "AUTHGATE_TRUST_FORWARDED_FOR",
+          default_value = "false", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub trust_forwarded_for: bool,
+
+    /// Redis URL for throttling and rate-limit state shared by several instances.
+    #[arg(long, env = "AUTHGATE_REDIS_URL", value_name = "AUTHGATE_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// PKCS#8 PEM Ed25519 private key; unset: a key is generated and kept in the database.
+    #[arg(
+        long,
+        env = "AUTHGATE_SIGNING_KEY_FILE",
+        value_name = "AUTHGATE_SIGNING_KEY_FILE"
+    )]
+    pub signing_key_file: Option<PathBuf>,
+
+    /// Log filter (tracing `EnvFilter` syntax).
+    #[arg(
+        long,
+        env = "AUTHGATE_LOG",
+        value_name = "AUTHGATE_LOG",
+        default_value = "info"
+    )]
+    pub log: String,
+}
+
+impl Config {
+    /// The configuration from the environment alone, for embedding and tests.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        Cli::try_parse_from(["authgate"]).map(|cli| cli.config)
+    }
+}
+
+/// Hides the password of a URL like `postgres://user:secret@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("access_ttl", &self.access_ttl)
+            .field("refresh_ttl", &self.refresh_ttl)
+            .field("session_ttl", &self.session_ttl)
+            .field("refresh_reuse_grace", &self.refresh_reuse_grace)
+            .field("argon2_memory_kib", &self.argon2_memory_kib)
+            .field("argon2_iterations", &self.argon2_iterations)
+            .field("argon2_parallelism", &self.argon2_parallelism)
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("signing_key_file", &self.signing_key_file)
+            .field("log", &self.log)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_database_passwords() {
+        let mut config = Config::from_env().unwrap();
+        config.database_url = "postgres://app:hunter2@db:5432/auth".into();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("postgres://app:***@db:5432/auth"));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = Cli::try_parse_from(["authgate", "--access-ttl", "soon"]).unwrap_err();
+        assert!(err.to_string().contains("AUTHGATE_ACCESS_TTL"), "{err}");
+    }
+}

@@ -1,0 +1,151 @@
+//! The signing key ring: which key signs new access tokens and which public keys the
+//! JWKS publishes. Every instance reloads it from the database periodically, so a key
+//! made by `authgate keys rotate` is used everywhere without a restart.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use authgate_verify::{JwkSet, Verifier};
+
+use crate::crypto::signing::{self, KeyError, SigningKey};
+use crate::store::{SigningKeyRow, Store, StoreError};
+
+/// How often instances reload keys; a rotation is in use everywhere within this plus
+/// one request.
+pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyRingError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored signing key {kid}: {source}")]
+    Key { kid: String, source: KeyError },
+    #[error("the signing key comes from AUTHGATE_SIGNING_KEY_FILE; replace that file to rotate")]
+    KeyFromFile,
+}
+
+struct Keys {
+    signer: Arc<SigningKey>,
+    jwks: Arc<JwkSet>,
+}
+
+pub struct KeyRing {
+    store: Store,
+    file_key: Option<Arc<SigningKey>>,
+    verifier: Arc<Verifier>,
+    /// Retired keys stay published this long: the longest-lived token they may have
+    /// signed, plus the reload interval and clock leeway.
+    retired_key_lifetime_ms: i64,
+    keys: RwLock<Keys>,
+}
+
+impl KeyRing {
+    /// Loads the keys, generating and storing the first one if there is none (and no
+    /// key file), and hands the public keys to `verifier`.
+    pub async fn load(
+        store: Store,
+        file_key: Option<SigningKey>,
+        verifier: Arc<Verifier>,
+        access_ttl_secs: u64,
+    ) -> Result<Self, KeyRingError> {
+        let file_key = file_key.map(Arc::new);
+        let rows = store.signing_keys().await?;
+        if file_key.is_none() && !rows.iter().any(|row| row.retired_at.is_none()) {
+            store
+                .add_signing_key(new_row(&SigningKey::generate()), false)
+                .await?;
+        }
+        let retired_key_lifetime_ms =
+            (access_ttl_secs as i64 + KEY_RELOAD_INTERVAL.as_secs() as i64 + 60) * 1000;
+        let placeholder = Arc::new(SigningKey::generate());
+        let ring = Self {
+            store,
+            file_key,
+            verifier,
+            retired_key_lifetime_ms,
+            keys: RwLock::new(Keys {
+                signer: placeholder,
+                jwks: Arc::default(),
+            }),
+        };
+        ring.reload().await?;
+        Ok(ring)
+    }
+
+    /// Rereads the keys from the database.
+    pub async fn reload(&self) -> Result<(), KeyRingError> {
+        let rows = self.store.signing_keys().await?;
+        let now = super::now_ms();
+        let published: Vec<&SigningKeyRow> = rows
+            .iter()
+            .filter(|row| {
+                row.retired_at
+                    .is_none_or(|retired| retired + self.retired_key_lifetime_ms > now)
+            })
+            .collect();
+        let mut jwks: Vec<_> = published
+            .iter()
+            .map(|row| signing::public_jwk(&row.kid, &row.public_key))
+            .collect();
+
+        let signer = match &self.file_key {
+            Some(key) => {
+                jwks.insert(0, signing::public_jwk(key.kid(), key.public_x()));
+                key.clone()
+            }
+            // Newest live key; rows come newest first, so every instance picks the same.
+            None => match rows.iter().find(|row| row.retired_at.is_none()) {
+                Some(row) if row.kid == self.signer().kid() => self.signer(),
+                Some(row) => Arc::new(SigningKey::from_pem(&row.private_key_pem).map_err(
+                    |source| KeyRingError::Key {
+                        kid: row.kid.clone(),
+                        source,
+                    },
+                )?),
+                None => self.signer(),
+            },
+        };
+        let jwks = JwkSet { keys: jwks };
+        self.verifier.set_keys(&jwks);
+        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        keys.signer = signer;
+        keys.jwks = Arc::new(jwks);
+        Ok(())
+    }
+
+    /// Makes a new key the active one and retires the others. Returns its `kid`.
+    pub async fn rotate(store: &Store, has_key_file: bool) -> Result<String, KeyRingError> {
+        if has_key_file {
+            return Err(KeyRingError::KeyFromFile);
+        }
+        let key = SigningKey::generate();
+        store.add_signing_key(new_row(&key), true).await?;
+        Ok(key.kid().to_owned())
+    }
+
+    pub fn signer(&self) -> Arc<SigningKey> {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .signer
+            .clone()
+    }
+
+    pub fn jwks(&self) -> Arc<JwkSet> {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .jwks
+            .clone()
+    }
+}
+
+fn new_row(key: &SigningKey) -> SigningKeyRow {
+    SigningKeyRow {
+        kid: key.kid().to_owned(),
+        private_key_pem: key.private_pem().to_owned(),
+        public_key: key.public_x().to_owned(),
+        created_at: super::now_ms(),
+        retired_at: None,
+    }
+}

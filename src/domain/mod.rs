@@ -1,0 +1,416 @@
+//! The use cases: register, login, refresh, revoke, logout-all and Bearer
+//! authentication. Knows nothing of HTTP.
+
+pub mod keys;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use authgate_verify::{AccessClaims, Audience, Verifier, VerifyError};
+use uuid::Uuid;
+
+use crate::crypto::password::{PasswordError, PasswordHasher, Verified};
+use crate::crypto::refresh;
+use crate::crypto::signing::KeyError;
+use crate::store::{NewRefreshToken, RefreshTokenRow, SessionRow, Store, StoreError, UserRow};
+use keys::KeyRing;
+
+pub const EMAIL_MAX_CHARS: usize = 254;
+pub const PASSWORD_MIN_CHARS: usize = 8;
+pub const PASSWORD_MAX_CHARS: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    #[error("invalid email: {0}")]
+    InvalidEmail(&'static str),
+    #[error("invalid password: {0}")]
+    InvalidPassword(&'static str),
+    #[error("email is already registered")]
+    EmailTaken,
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error("refresh token is unknown, expired, spent or revoked")]
+    InvalidRefreshToken,
+    #[error("access token rejected: {0}")]
+    InvalidAccessToken(#[from] VerifyError),
+    #[error("the session of this access token has ended")]
+    SessionEnded,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+pub type Result<T, E = DomainError> = std::result::Result<T, E>;
+
+/// Token lifetimes and identities, from the configuration.
+#[derive(Debug, Clone)]
+pub struct TokenPolicy {
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl_secs: u64,
+    pub refresh_ttl_secs: u64,
+    pub session_ttl_secs: u64,
+    pub reuse_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        Self {
+            id: row.id,
+            email: row.email,
+            created_at: row.created_at,
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub refresh_expires_in: u64,
+}
+
+/// A Bearer token that verified and whose session is live.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user: User,
+    pub claims: AccessClaims,
+}
+
+pub struct AuthService {
+    store: Store,
+    hasher: PasswordHasher,
+    keys: Arc<KeyRing>,
+    verifier: Arc<Verifier>,
+    policy: TokenPolicy,
+}
+
+impl AuthService {
+    pub fn new(
+        store: Store,
+        hasher: PasswordHasher,
+        keys: Arc<KeyRing>,
+        verifier: Arc<Verifier>,
+        policy: TokenPolicy,
+    ) -> Self {
+        Self {
+            store,
+            hasher,
+            keys,
+            verifier,
+            policy,
+        }
+    }
+
+    pub async fn register(&self, email: &str, password: String) -> Result<User> {
+        let email = normalize_email(email);
+        validate_email(&email)?;
+        validate_password(&password)?;
+        let password_hash = self.hasher.hash(password).await?;
+        let user = UserRow {
+            id: Uuid::new_v4(),
+            email,
+            password_hash,
+            created_at: now_ms(),
+        };
+        match self.store.insert_user(user.clone()).await {
+            Ok(()) => Ok(user.into()),
+            Err(StoreError::Duplicate) => Err(DomainError::EmailTaken),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Unknown accounts and wrong passwords take the same path: one argon2 verification
+    /// (against a dummy hash for the former) and the same error.
+    pub async fn login(&self, email: &str, password: String) -> Result<TokenPair> {
+        let user = self
+            .store
+            .find_user_by_email(&normalize_email(email))
+            .await?;
+        let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
+        let verified = self.hasher.verify(password.clone(), stored_hash).await?;
+        let user = match (user, verified) {
+            (Some(user), Verified::Correct | Verified::CorrectNeedsRehash) => user,
+            _ => return Err(DomainError::InvalidCredentials),
+        };
+        let upgraded_hash = match verified {
+            Verified::CorrectNeedsRehash => Some(self.hasher.hash(password).await?),
+            _ => None,
+        };
+
+        let now = now_ms();
+        let session = SessionRow {
+            id: Uuid::new_v4(),
+            user_id: user.id,
+            created_at: now,
+            expires_at: now.saturating_add(secs_to_ms(self.policy.session_ttl_secs)),
+            revoked_at: None,
+        };
+        let (refresh_token, hash) = refresh::generate();
+        let new_token = self.new_refresh_token(hash, &session, now);
+        let refresh_expires_at = new_token.expires_at;
+        self.store
+            .start_session(session.clone(), new_token, upgraded_hash)
+            .await?;
+        self.token_pair(&session, refresh_token, refresh_expires_at, now)
+    }
+
+    /// Rotates a refresh token; see CONTRACT.md "Sessions and refresh rotation".
+    pub async fn refresh(&self, presented: &str) -> Result<TokenPair> {
+        let hash = refresh::hash(presented);
+        let (mut row, session) = self
+            .store
+            .find_refresh_token(&hash)
+            .await?
+            .ok_or(DomainError::InvalidRefreshToken)?;
+        let now = now_ms();
+        if session.revoked_at.is_some() || session.expires_at <= now {
+            return Err(DomainError::InvalidRefreshToken);
+        }
+
+        if row.spent_at.is_none() {
+            if row.expires_at <= now {
+                return Err(DomainError::InvalidRefreshToken);
+            }
+            let (successor, successor_hash) = refresh::generate();
+            let new_token = self.new_refresh_token(successor_hash, &session, now);
+            let successor_expires_at = new_token.expires_at;
+            let won = self
+                .store
+                .rotate_refresh_token(
+                    row.id,
+                    session.id,
+                    now,
+                    new_token,
+                    refresh::seal(presented, &successor),
+                )
+                .await?;
+            if won {
+                return self.token_pair(&session, successor, successor_expires_at, now);
+            }
+            // A concurrent request spent it first: answer as for a spent token.
+            row = self
+                .store
+                .find_refresh_token_by_id(row.id)
+                .await?
+                .ok_or(DomainError::InvalidRefreshToken)?;
+        }
+
+        if let Some((successor, expires_at)) = self.successor_in_grace(presented, &row, now).await?
+        {
+            return self.token_pair(&session, successor, expires_at, now);
+        }
+        // Reuse outside the grace window: assume theft and end the whole session.
+        if self.store.revoke_session(session.id, now).await? {
+            tracing::warn!(session_id = %session.id, user_id = %session.user_id,
+                "refresh token reuse detected; session revoked");
+        }
+        Err(DomainError::InvalidRefreshToken)
+    }
+
+    /// The successor of a spent token, if the token was spent within the grace window
+    /// and its successor is still unspent.
+    async fn successor_in_grace(
+        &self,
+        presented: &str,
+        row: &RefreshTokenRow,
+        now: i64,
+    ) -> Result<Option<(String, i64)>> {
+        let grace_ms = secs_to_ms(self.policy.reuse_grace_secs);
+        let (Some(spent_at), Some(successor_id), Some(sealed)) = (
+            row.spent_at,
+            row.successor_id,
+            row.sealed_successor.as_deref(),
+        ) else {
+            return Ok(None);
+        };
+        if grace_ms == 0 || now > spent_at.saturating_add(grace_ms) {
+            return Ok(None);
+        }
+        let Some(successor_row) = self.store.find_refresh_token_by_id(successor_id).await? else {
+            return Ok(None);
+        };
+        if successor_row.spent_at.is_some() || successor_row.expires_at <= now {
+            return Ok(None);
+        }
+        Ok(refresh::open(presented, sealed)
+            .filter(|successor| refresh::hash(successor)[..] == successor_row.token_hash[..])
+            .map(|successor| (successor, successor_row.expires_at)))
+    }
+
+    /// Ends the session of a refresh token, spent or not. Unknown tokens are ignored
+    /// (RFC 7009).
+    pub async fn revoke(&self, presented: &str) -> Result<()> {
+        if let Some((_, session)) = self
+            .store
+            .find_refresh_token(&refresh::hash(presented))
+            .await?
+        {
+            self.store.revoke_session(session.id, now_ms()).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn logout_all(&self, user_id: Uuid) -> Result<()> {
+        self.store.revoke_user_sessions(user_id, now_ms()).await?;
+        Ok(())
+    }
+
+    /// Verifies an access token and checks that its session is still live.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Authenticated> {
+        let claims = self.verifier.verify(bearer)?;
+        let user = self
+            .store
+            .live_session_user(claims.sid, claims.sub, now_ms())
+            .await?
+            .ok_or(DomainError::SessionEnded)?;
+        Ok(Authenticated {
+            user: user.into(),
+            claims,
+        })
+    }
+
+    fn new_refresh_token(
+        &self,
+        hash: refresh::TokenHash,
+        session: &SessionRow,
+        now: i64,
+    ) -> NewRefreshToken {
+        NewRefreshToken {
+            id: Uuid::new_v4(),
+            hash: hash.to_vec(),
+            expires_at: now
+                .saturating_add(secs_to_ms(self.policy.refresh_ttl_secs))
+                .min(session.expires_at),
+        }
+    }
+
+    fn token_pair(
+        &self,
+        session: &SessionRow,
+        refresh_token: String,
+        refresh_expires_at: i64,
+        now: i64,
+    ) -> Result<TokenPair> {
+        let now_secs = now / 1000;
+        let exp = (now_secs + self.policy.access_ttl_secs as i64).min(session.expires_at / 1000);
+        let claims = AccessClaims {
+            iss: self.policy.issuer.clone(),
+            sub: session.user_id,
+            aud: Audience::One(self.policy.audience.clone()),
+            exp,
+            iat: now_secs,
+            nbf: now_secs,
+            jti: Uuid::new_v4(),
+            sid: session.id,
+        };
+        let access_token = self.keys.signer().sign_access_token(&claims)?;
+        Ok(TokenPair {
+            access_token,
+            expires_in: (exp - now_secs).max(0) as u64,
+            refresh_token,
+            refresh_expires_in: ((refresh_expires_at - now) / 1000).max(0) as u64,
+        })
+    }
+}
+
+/// Emails are trimmed and lower-cased before they are stored or compared.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+fn validate_email(email: &str) -> Result<()> {
+    let invalid = DomainError::InvalidEmail;
+    if email.chars().count() > EMAIL_MAX_CHARS {
+        return Err(invalid("longer than 254 characters"));
+    }
+    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("contains whitespace or control characters"));
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return Err(invalid("missing @"));
+    };
+    if local.is_empty() || local.chars().count() > 64 || local.contains('@') {
+        return Err(invalid(
+            "the part before @ must be 1 to 64 characters, without @",
+        ));
+    }
+    let labels_ok = domain.split('.').count() >= 2
+        && domain
+            .split('.')
+            .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
+    if !labels_ok {
+        return Err(invalid("the domain must be a dotted name like example.com"));
+    }
+    Ok(())
+}
+
+fn validate_password(password: &str) -> Result<()> {
+    let chars = password.chars().count();
+    if chars < PASSWORD_MIN_CHARS {
+        return Err(DomainError::InvalidPassword("shorter than 8 characters"));
+    }
+    if chars > PASSWORD_MAX_CHARS {
+        return Err(DomainError::InvalidPassword("longer than 1024 characters"));
+    }
+    Ok(())
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn secs_to_ms(secs: u64) -> i64 {
+    (secs as i64).saturating_mul(1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_and_lower_cased() {
+        assert_eq!(normalize_email("  Ann@Example.COM \n"), "ann@example.com");
+    }
+
+    #[test]
+    fn malformed_emails_are_invalid() {
+        for bad in [
+            "",
+            "ann",
+            "@example.com",
+            "ann@",
+            "ann@example",
+            "a b@example.com",
+            "ann@exa..mple.com",
+        ] {
+            assert!(validate_email(bad).is_err(), "{bad:?} passed");
+        }
+        let long = format!("{}@{}.com", "a".repeat(64), "b".repeat(186));
+        assert_eq!(long.len(), 255);
+        assert!(validate_email(&long).is_err());
+        assert!(validate_email("ann.lee+tag@mail.example.com").is_ok());
+    }
+
+    #[test]
+    fn password_length_counts_unicode_characters() {
+        assert!(validate_password("ééééééé").is_err()); // 7 characters, 14 bytes
+        assert!(validate_password("éééééééé").is_ok());
+        assert!(validate_password(&"x".repeat(1024)).is_ok());
+        assert!(validate_password(&"x".repeat(1025)).is_err());
+    }
+}

@@ -1,0 +1,43 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+use tracing_subscriber::EnvFilter;
+
+use authgate::config::Cli;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err)
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) =>
+        {
+            err.exit()
+        }
+        Err(err) => return fail(err.to_string().lines().next().unwrap_or_default()),
+    };
+    let filter = match EnvFilter::try_new(&cli.config.log) {
+        Ok(filter) => filter,
+        Err(err) => return fail(&format!("AUTHGATE_LOG: {err}")),
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
+    };
+    match runtime.block_on(authgate::execute(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&format!("{err:#}")),
+    }
+}
+
+/// One line on stderr, as the contract wants for configuration and start-up errors.
+fn fail(message: &str) -> ExitCode {
+    let message = message.trim_start_matches("error: ").replace('\n', " ");
+    eprintln!("authgate: {message}");
+    ExitCode::FAILURE
+}

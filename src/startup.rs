@@ -1,0 +1,193 @@
+//! Wiring: configuration in, a bound server with its background tasks out. Tests build
+//! the same `Application` on port 0 against a fresh database.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use authgate_verify::Verifier;
+use poem::Server;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+
+use crate::api;
+use crate::config::{Config, redact_url};
+use crate::crypto::password::PasswordHasher;
+use crate::crypto::signing::SigningKey;
+use crate::domain::keys::{KEY_RELOAD_INTERVAL, KeyRing};
+use crate::domain::{AuthService, TokenPolicy, now_ms};
+use crate::store::Store;
+
+/// Clock leeway for authgate's own Bearer endpoints: only clock skew between instances.
+const OWN_TOKEN_LEEWAY_SECS: u64 = 5;
+/// In-flight requests get this long to finish after SIGINT/SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+pub struct Application {
+    acceptor: TcpAcceptor,
+    local_addr: SocketAddr,
+    state: api::State,
+    store: Store,
+    reuse_grace_secs: u64,
+}
+
+impl Application {
+    /// Connects and migrates the database, loads keys and binds the listener.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let file_key = match &config.signing_key_file {
+            Some(path) => Some(load_key_file(path)?),
+            None => None,
+        };
+        let (memory, iterations, parallelism) = (
+            config.argon2_memory_kib,
+            config.argon2_iterations,
+            config.argon2_parallelism,
+        );
+        let hasher = tokio::task::spawn_blocking(move || {
+            PasswordHasher::new(memory, iterations, parallelism)
+        });
+
+        let store = connect(&config.database_url).await?;
+        store.migrate().await.context("migrating the database")?;
+
+        let verifier = Arc::new(
+            Verifier::new(&config.issuer, &config.audience).with_leeway(OWN_TOKEN_LEEWAY_SECS),
+        );
+        let keys = Arc::new(
+            KeyRing::load(store.clone(), file_key, verifier.clone(), config.access_ttl)
+                .await
+                .context("loading signing keys")?,
+        );
+        let hasher = hasher
+            .await?
+            .map_err(|e| anyhow!("AUTHGATE_ARGON2_MEMORY_KIB / _ITERATIONS / _PARALLELISM: {e}"))?;
+        let policy = TokenPolicy {
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            access_ttl_secs: config.access_ttl,
+            refresh_ttl_secs: config.refresh_ttl,
+            session_ttl_secs: config.session_ttl,
+            reuse_grace_secs: config.refresh_reuse_grace,
+        };
+        let service = Arc::new(AuthService::new(
+            store.clone(),
+            hasher,
+            keys.clone(),
+            verifier,
+            policy,
+        ));
+
+        let acceptor = TcpListener::bind(config.listen)
+            .into_acceptor()
+            .await
+            .with_context(|| format!("AUTHGATE_LISTEN: cannot bind {}", config.listen))?;
+        let local_addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|addr| addr.as_socket_addr().copied())
+            .ok_or_else(|| anyhow!("AUTHGATE_LISTEN: no local address"))?;
+
+        Ok(Self {
+            acceptor,
+            local_addr,
+            state: api::State {
+                service,
+                keys,
+                store: store.clone(),
+                issuer: config.issuer.clone(),
+            },
+            store,
+            reuse_grace_secs: config.refresh_reuse_grace,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let background = [
+            tokio::spawn(reload_keys(self.state.keys.clone())),
+            tokio::spawn(erase_sealed_successors(
+                self.store.clone(),
+                self.reuse_grace_secs,
+            )),
+        ];
+        tracing::info!(addr = %self.local_addr, "serving");
+        let served = Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(api::app(self.state), stop, Some(SHUTDOWN_GRACE))
+            .await;
+        for task in background {
+            task.abort();
+        }
+        served.context("serving HTTP")
+    }
+}
+
+pub async fn connect(database_url: &str) -> anyhow::Result<Store> {
+    Store::connect(database_url).await.with_context(|| {
+        format!(
+            "AUTHGATE_DATABASE_URL: cannot connect to {}",
+            redact_url(database_url)
+        )
+    })
+}
+
+fn load_key_file(path: &std::path::Path) -> anyhow::Result<SigningKey> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("AUTHGATE_SIGNING_KEY_FILE: cannot read {}", path.display()))?;
+    SigningKey::from_pem(&pem)
+        .map_err(|e| anyhow!("AUTHGATE_SIGNING_KEY_FILE: {}: {e}", path.display()))
+}
+
+async fn reload_keys(keys: Arc<KeyRing>) {
+    let mut ticks = tokio::time::interval(KEY_RELOAD_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(err) = keys.reload().await {
+            tracing::error!(error = %err, "reloading signing keys failed; keeping the current ones");
+        }
+    }
+}
+
+/// Sealed successors only serve the reuse grace window; erase them soon after it.
+async fn erase_sealed_successors(store: Store, grace_secs: u64) {
+    let grace_ms = (grace_secs as i64) * 1000;
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(err) = store.erase_sealed_successors(now_ms() - grace_ms).await {
+            tracing::warn!(error = %err, "erasing sealed refresh successors failed");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down; finishing in-flight requests");
+}

@@ -1,0 +1,145 @@
+//! sea-orm entities, one module per table (see the `migration` crate for the schema).
+//! Timestamps are Unix milliseconds.
+
+pub mod users {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "users")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        #[sea_orm(unique)]
+        pub email: String,
+        pub password_hash: String,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(has_many = "super::sessions::Entity")]
+        Sessions,
+    }
+
+    impl Related<super::sessions::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Sessions.def()
+        }
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod sessions {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sessions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub user_id: Uuid,
+        pub created_at: i64,
+        /// Absolute end of the session; no token outlives it.
+        pub expires_at: i64,
+        pub revoked_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "super::users::Entity",
+            from = "Column::UserId",
+            to = "super::users::Column::Id"
+        )]
+        User,
+        #[sea_orm(has_many = "super::refresh_tokens::Entity")]
+        RefreshTokens,
+    }
+
+    impl Related<super::users::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::User.def()
+        }
+    }
+
+    impl Related<super::refresh_tokens::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::RefreshTokens.def()
+        }
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod refresh_tokens {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "refresh_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub session_id: Uuid,
+        /// SHA-256 of the token; the token itself is never stored.
+        #[sea_orm(unique)]
+        pub token_hash: Vec<u8>,
+        pub created_at: i64,
+        /// Idle expiry, never past the session's end.
+        pub expires_at: i64,
+        pub spent_at: Option<i64>,
+        pub successor_id: Option<Uuid>,
+        /// The successor token sealed with a key derived from this token; erased once the
+        /// reuse grace window has passed.
+        pub sealed_successor: Option<Vec<u8>>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "super::sessions::Entity",
+            from = "Column::SessionId",
+            to = "super::sessions::Column::Id"
+        )]
+        Session,
+    }
+
+    impl Related<super::sessions::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Session.def()
+        }
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod signing_keys {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "signing_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kid: String,
+        pub private_key_pem: String,
+        /// Base64url Ed25519 public key (JWK `x`).
+        pub public_key: String,
+        pub created_at: i64,
+        pub retired_at: Option<i64>,
+    }
+
+    impl std::fmt::Debug for Model {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("SigningKey")
+                .field("kid", &self.kid)
+                .field("created_at", &self.created_at)
+                .field("retired_at", &self.retired_at)
+                .finish_non_exhaustive()
+        }
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

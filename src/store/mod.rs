@@ -1,0 +1,283 @@
+//! Storage on sea-orm: the only module that knows tables and queries. Each state change
+//! is one transaction; spending a refresh token is one conditional UPDATE whose
+//! affected-row count decides the winner among concurrent requests.
+
+pub mod entities;
+
+use std::time::Duration;
+
+use sea_orm::sea_query::Expr;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbErr,
+    EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait, SqlErr,
+    TransactionTrait,
+};
+use uuid::Uuid;
+
+use entities::{refresh_tokens, sessions, signing_keys, users};
+
+pub use entities::refresh_tokens::Model as RefreshTokenRow;
+pub use entities::sessions::Model as SessionRow;
+pub use entities::signing_keys::Model as SigningKeyRow;
+pub use entities::users::Model as UserRow;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a row with this unique value already exists")]
+    Duplicate,
+    #[error(transparent)]
+    Db(DbErr),
+}
+
+impl From<DbErr> for StoreError {
+    fn from(err: DbErr) -> Self {
+        match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => Self::Duplicate,
+            _ => Self::Db(err),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A refresh token to insert: its id, hash and idle expiry.
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    pub id: Uuid,
+    pub hash: Vec<u8>,
+    pub expires_at: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects; SQLite gets WAL with `synchronous=FULL`, so a committed change survives
+    /// a power cut, and a busy timeout so concurrent writers queue instead of failing.
+    pub async fn connect(url: &str) -> Result<Self, DbErr> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5))
+            .max_connections(16)
+            .map_sqlx_sqlite_opts(|sqlite| {
+                sqlite
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        Ok(Self {
+            db: Database::connect(options).await?,
+        })
+    }
+
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        use migration::MigratorTrait;
+        migration::Migrator::up(&self.db, None).await
+    }
+
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.db.ping().await
+    }
+
+    pub async fn insert_user(&self, user: UserRow) -> Result<()> {
+        users::Entity::insert(users::ActiveModel::from(user))
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRow>> {
+        Ok(users::Entity::find()
+            .filter(users::Column::Email.eq(email))
+            .one(&self.db)
+            .await?)
+    }
+
+    /// Starts a session with its first refresh token; also stores an upgraded password
+    /// hash when there is one. One transaction.
+    pub async fn start_session(
+        &self,
+        session: SessionRow,
+        token: NewRefreshToken,
+        upgraded_password_hash: Option<String>,
+    ) -> Result<()> {
+        let txn = self.db.begin().await?;
+        let now = session.created_at;
+        let user_id = session.user_id;
+        sessions::Entity::insert(sessions::ActiveModel::from(session.clone()))
+            .exec_without_returning(&txn)
+            .await?;
+        insert_refresh_token(&txn, session.id, token, now).await?;
+        if let Some(hash) = upgraded_password_hash {
+            users::Entity::update_many()
+                .col_expr(users::Column::PasswordHash, Expr::value(hash))
+                .filter(users::Column::Id.eq(user_id))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The refresh token with this hash and its session.
+    pub async fn find_refresh_token(
+        &self,
+        hash: &[u8],
+    ) -> Result<Option<(RefreshTokenRow, SessionRow)>> {
+        let found = refresh_tokens::Entity::find()
+            .filter(refresh_tokens::Column::TokenHash.eq(hash.to_vec()))
+            .find_also_related(sessions::Entity)
+            .one(&self.db)
+            .await?;
+        Ok(found.and_then(|(token, session)| Some((token, session?))))
+    }
+
+    pub async fn find_refresh_token_by_id(&self, id: Uuid) -> Result<Option<RefreshTokenRow>> {
+        Ok(refresh_tokens::Entity::find_by_id(id).one(&self.db).await?)
+    }
+
+    /// Spends `spent_id` and inserts its successor, if and only if `spent_id` is still
+    /// unspent. Returns whether this call won the rotation. One transaction.
+    pub async fn rotate_refresh_token(
+        &self,
+        spent_id: Uuid,
+        session_id: Uuid,
+        now: i64,
+        successor: NewRefreshToken,
+        sealed_successor: Vec<u8>,
+    ) -> Result<bool> {
+        let txn = self.db.begin().await?;
+        let spent = refresh_tokens::Entity::update_many()
+            .col_expr(refresh_tokens::Column::SpentAt, Expr::value(now))
+            .col_expr(
+                refresh_tokens::Column::SuccessorId,
+                Expr::value(successor.id),
+            )
+            .col_expr(
+                refresh_tokens::Column::SealedSuccessor,
+                Expr::value(sealed_successor),
+            )
+            .filter(refresh_tokens::Column::Id.eq(spent_id))
+            .filter(refresh_tokens::Column::SpentAt.is_null())
+            .exec(&txn)
+            .await?;
+        if spent.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        insert_refresh_token(&txn, session_id, successor, now).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Ends one session. Returns whether it was live.
+    pub async fn revoke_session(&self, session_id: Uuid, now: i64) -> Result<bool> {
+        let revoked = sessions::Entity::update_many()
+            .col_expr(sessions::Column::RevokedAt, Expr::value(now))
+            .filter(sessions::Column::Id.eq(session_id))
+            .filter(sessions::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(revoked.rows_affected == 1)
+    }
+
+    /// Ends every session of a user. Returns how many were live.
+    pub async fn revoke_user_sessions(&self, user_id: Uuid, now: i64) -> Result<u64> {
+        let revoked = sessions::Entity::update_many()
+            .col_expr(sessions::Column::RevokedAt, Expr::value(now))
+            .filter(sessions::Column::UserId.eq(user_id))
+            .filter(sessions::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(revoked.rows_affected)
+    }
+
+    /// The user of a session that is neither revoked nor past its end. One query.
+    pub async fn live_session_user(
+        &self,
+        session_id: Uuid,
+        user_id: Uuid,
+        now: i64,
+    ) -> Result<Option<UserRow>> {
+        Ok(users::Entity::find()
+            .join(JoinType::InnerJoin, users::Relation::Sessions.def())
+            .filter(sessions::Column::Id.eq(session_id))
+            .filter(sessions::Column::UserId.eq(user_id))
+            .filter(sessions::Column::RevokedAt.is_null())
+            .filter(sessions::Column::ExpiresAt.gt(now))
+            .filter(users::Column::Id.eq(user_id))
+            .one(&self.db)
+            .await?)
+    }
+
+    /// Erases sealed successors whose grace window ended before `cutoff`.
+    pub async fn erase_sealed_successors(&self, cutoff: i64) -> Result<u64> {
+        let erased = refresh_tokens::Entity::update_many()
+            .col_expr(
+                refresh_tokens::Column::SealedSuccessor,
+                Expr::value(Option::<Vec<u8>>::None),
+            )
+            .filter(refresh_tokens::Column::SealedSuccessor.is_not_null())
+            .filter(refresh_tokens::Column::SpentAt.lt(cutoff))
+            .exec(&self.db)
+            .await?;
+        Ok(erased.rows_affected)
+    }
+
+    /// Signing keys, newest first.
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>> {
+        Ok(signing_keys::Entity::find()
+            .order_by_desc(signing_keys::Column::CreatedAt)
+            .order_by_desc(signing_keys::Column::Kid)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Adds a key; with `retire_others`, every other live key is retired at its
+    /// `created_at`, in the same transaction.
+    pub async fn add_signing_key(&self, key: SigningKeyRow, retire_others: bool) -> Result<()> {
+        let txn = self.db.begin().await?;
+        let now = key.created_at;
+        let kid = key.kid.clone();
+        signing_keys::Entity::insert(signing_keys::ActiveModel::from(key))
+            .exec_without_returning(&txn)
+            .await?;
+        if retire_others {
+            signing_keys::Entity::update_many()
+                .col_expr(signing_keys::Column::RetiredAt, Expr::value(now))
+                .filter(signing_keys::Column::RetiredAt.is_null())
+                .filter(signing_keys::Column::Kid.ne(kid))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+async fn insert_refresh_token(
+    txn: &impl sea_orm::ConnectionTrait,
+    session_id: Uuid,
+    token: NewRefreshToken,
+    now: i64,
+) -> Result<(), DbErr> {
+    refresh_tokens::Entity::insert(refresh_tokens::ActiveModel {
+        id: Set(token.id),
+        session_id: Set(session_id),
+        token_hash: Set(token.hash),
+        created_at: Set(now),
+        expires_at: Set(token.expires_at),
+        spent_at: Set(None),
+        successor_id: Set(None),
+        sealed_successor: Set(None),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
