@@ -169,6 +169,12 @@ pub struct Config {
     )]
     pub signing_key_file: Option<PathBuf>,
 
+    /// Seconds between reloads of the signing keys from the database; a key rotated
+    /// by another process is used within this time.
+    #[arg(long, env = "AUTHGATE_KEY_RELOAD_INTERVAL", value_name = "AUTHGATE_KEY_RELOAD_INTERVAL", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=60), hide = true)]
+    pub key_reload_interval: u64,
+
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(
         long,

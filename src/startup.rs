@@ -15,7 +15,7 @@ use crate::api;
 use crate::config::{Config, redact_url};
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::signing::SigningKey;
-use crate::domain::keys::{KEY_RELOAD_INTERVAL, KeyRing};
+use crate::domain::keys::KeyRing;
 use crate::domain::{AuthService, TokenPolicy, now_ms};
 use crate::store::Store;
 
@@ -30,6 +30,7 @@ pub struct Application {
     state: api::State,
     store: Store,
     reuse_grace_secs: u64,
+    key_reload_interval: Duration,
 }
 
 impl Application {
@@ -99,6 +100,7 @@ impl Application {
             },
             store,
             reuse_grace_secs: config.refresh_reuse_grace,
+            key_reload_interval: Duration::from_secs(config.key_reload_interval),
         })
     }
 
@@ -113,7 +115,10 @@ impl Application {
 
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let background = [
-            tokio::spawn(reload_keys(self.state.keys.clone())),
+            tokio::spawn(reload_keys(
+                self.state.keys.clone(),
+                self.key_reload_interval,
+            )),
             tokio::spawn(erase_sealed_successors(
                 self.store.clone(),
                 self.reuse_grace_secs,
@@ -146,8 +151,8 @@ fn load_key_file(path: &std::path::Path) -> anyhow::Result<SigningKey> {
         .map_err(|e| anyhow!("AUTHGATE_SIGNING_KEY_FILE: {}: {e}", path.display()))
 }
 
-async fn reload_keys(keys: Arc<KeyRing>) {
-    let mut ticks = tokio::time::interval(KEY_RELOAD_INTERVAL);
+async fn reload_keys(keys: Arc<KeyRing>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;

@@ -10,6 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::problem::{Problem, ProblemType, from_domain, www_authenticate};
+use super::strict::StrictString;
 use crate::domain::{self, AuthService, Authenticated, DomainError};
 
 #[derive(Tags)]
@@ -22,16 +23,16 @@ enum ApiTags {
 #[derive(Object)]
 pub struct Credentials {
     /// Trimmed and lower-cased before use; at most 254 characters.
-    pub email: String,
+    pub email: StrictString,
     /// 8 to 1024 Unicode characters.
     #[oai(write_only)]
-    pub password: String,
+    pub password: StrictString,
 }
 
 #[derive(Object)]
 pub struct RefreshTokenRequest {
     /// A refresh token from login or an earlier refresh.
-    pub refresh_token: String,
+    pub refresh_token: StrictString,
 }
 
 /// An account.
@@ -241,7 +242,7 @@ impl AuthApi {
         body: Json<Credentials>,
     ) -> RegisterResponse {
         let Json(Credentials { email, password }) = body;
-        match service.register(&email, password).await {
+        match service.register(&email.0, password.0).await {
             Ok(user) => RegisterResponse::Created(Json(user.into())),
             Err(err) => err.into(),
         }
@@ -255,7 +256,7 @@ impl AuthApi {
         body: Json<Credentials>,
     ) -> TokenResponse {
         let Json(Credentials { email, password }) = body;
-        match service.login(&email, password).await {
+        match service.login(&email.0, password.0).await {
             Ok(pair) => TokenResponse::Ok(Json(pair.into()), NO_STORE.to_owned()),
             Err(err) => err.into(),
         }
@@ -271,7 +272,7 @@ impl AuthApi {
         service: Data<&Arc<AuthService>>,
         body: Json<RefreshTokenRequest>,
     ) -> TokenResponse {
-        match service.refresh(&body.0.refresh_token).await {
+        match service.refresh(&body.0.refresh_token.0).await {
             Ok(pair) => TokenResponse::Ok(Json(pair.into()), NO_STORE.to_owned()),
             Err(err) => err.into(),
         }
@@ -284,7 +285,7 @@ impl AuthApi {
         service: Data<&Arc<AuthService>>,
         body: Json<RefreshTokenRequest>,
     ) -> RevokeResponse {
-        match service.revoke(&body.0.refresh_token).await {
+        match service.revoke(&body.0.refresh_token.0).await {
             Ok(()) => RevokeResponse::NoContent,
             Err(err) => err.into(),
         }

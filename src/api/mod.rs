@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod health;
 pub mod problem;
+mod strict;
 pub mod wellknown;
 
 use std::sync::Arc;

@@ -10,9 +10,9 @@ use authgate_verify::{JwkSet, Verifier};
 use crate::crypto::signing::{self, KeyError, SigningKey};
 use crate::store::{SigningKeyRow, Store, StoreError};
 
-/// How often instances reload keys; a rotation is in use everywhere within this plus
-/// one request.
-pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
+/// The longest time between key reloads (`AUTHGATE_KEY_RELOAD_INTERVAL` is at most
+/// this), so a rotation is in use everywhere within it.
+pub const MAX_KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRingError {
@@ -56,7 +56,7 @@ impl KeyRing {
                 .await?;
         }
         let retired_key_lifetime_ms =
-            (access_ttl_secs as i64 + KEY_RELOAD_INTERVAL.as_secs() as i64 + 60) * 1000;
+            (access_ttl_secs as i64 + MAX_KEY_RELOAD_INTERVAL.as_secs() as i64 + 60) * 1000;
         let placeholder = Arc::new(SigningKey::generate());
         let ring = Self {
             store,

@@ -1,0 +1,221 @@
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, assert_problem, spawn_app, spawn_app_with, str_field};
+
+#[tokio::test]
+async fn register_returns_201_with_the_trimmed_lower_cased_user() {
+    let app = spawn_app().await;
+
+    let response = app.register("  Ann.Lee@Example.COM ", PASSWORD).await;
+
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let user: Value = response.json().await.unwrap();
+    assert_eq!(user["email"], "ann.lee@example.com");
+    uuid::Uuid::parse_str(&str_field(&user, "id")).expect("id is a UUID");
+    let created_at = str_field(&user, "created_at");
+    time::OffsetDateTime::parse(&created_at, &time::format_description::well_known::Rfc3339)
+        .expect("created_at is RFC 3339");
+    assert!(user.get("password").is_none() && user.get("password_hash").is_none());
+}
+
+#[tokio::test]
+async fn register_returns_409_when_the_email_is_taken_in_any_case() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.register("bob@example.com", PASSWORD).await.status(),
+        StatusCode::CREATED
+    );
+
+    let response = app.register(" BOB@example.com", "another password").await;
+
+    let problem = assert_problem(response, StatusCode::CONFLICT).await;
+    assert_eq!(problem["type"], "urn:authgate:problem:email-taken");
+}
+
+#[tokio::test]
+async fn register_returns_422_for_an_invalid_email_or_password() {
+    let app = spawn_app().await;
+    let long_email = format!("{}@{}.com", "a".repeat(64), "b".repeat(186));
+    let cases = [
+        ("not-an-email", PASSWORD, "invalid-email"),
+        ("", PASSWORD, "invalid-email"),
+        (long_email.as_str(), PASSWORD, "invalid-email"),
+        ("carol@example.com", "short", "invalid-password"),
+        // 7 characters although 14 bytes: lengths count characters.
+        ("carol@example.com", "ééééééé", "invalid-password"),
+    ];
+    let too_long_password = "p".repeat(1025);
+    for (email, password, kind) in cases.into_iter().chain([(
+        "carol@example.com",
+        too_long_password.as_str(),
+        "invalid-password",
+    )]) {
+        let problem = assert_problem(
+            app.register(email, password).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert_eq!(
+            problem["type"],
+            format!("urn:authgate:problem:{kind}"),
+            "{email:?}"
+        );
+    }
+    // The limits themselves are accepted.
+    let response = app.register("dave@example.com", &"é".repeat(1024)).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let response = app.register("erin@example.com", "éééééééé").await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn register_and_login_return_400_for_malformed_bodies() {
+    let app = spawn_app().await;
+    for path in ["/v1/auth/register", "/v1/auth/login"] {
+        for body in [
+            "{not json",
+            r#"{"email":"x@example.com"}"#,
+            r#"{"email":1,"password":"correct horse"}"#,
+            r#"[]"#,
+            "",
+        ] {
+            let response = app
+                .client
+                .post(app.url(path))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path} {body}");
+            let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
+            assert_eq!(
+                problem["type"], "urn:authgate:problem:malformed-request",
+                "{body}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn login_returns_the_same_401_for_an_unknown_email_and_a_wrong_password() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.register("fay@example.com", PASSWORD).await.status(),
+        StatusCode::CREATED
+    );
+
+    let wrong_password = app.login("fay@example.com", "wrong password").await;
+    let unknown_email = app.login("nobody@example.com", PASSWORD).await;
+
+    let a = assert_problem(wrong_password, StatusCode::UNAUTHORIZED).await;
+    let b = assert_problem(unknown_email, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(a, b);
+}
+
+#[tokio::test]
+async fn login_is_case_insensitive_and_returns_a_token_pair_that_is_not_cached() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.register("gus@example.com", PASSWORD).await.status(),
+        StatusCode::CREATED
+    );
+
+    let response = app.login("  GUS@Example.com", PASSWORD).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let pair: Value = response.json().await.unwrap();
+    assert_eq!(pair["token_type"], "Bearer");
+    assert_eq!(pair["expires_in"], 900);
+    assert_eq!(pair["refresh_expires_in"], 1_209_600);
+    let refresh = str_field(&pair, "refresh_token");
+    assert!(refresh.len() >= 43, "{refresh}");
+    assert!(
+        refresh
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    );
+    let me: Value = app
+        .me(&str_field(&pair, "access_token"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email"], "gus@example.com");
+}
+
+#[tokio::test]
+async fn login_upgrades_a_hash_made_with_older_argon2_parameters() {
+    use authgate::store::entities::users;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    let app = spawn_app().await;
+    assert_eq!(
+        app.register("hal@example.com", PASSWORD).await.status(),
+        StatusCode::CREATED
+    );
+    let stored_hash = || async {
+        users::Entity::find()
+            .filter(users::Column::Email.eq("hal@example.com"))
+            .one(&app.db().await)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash
+    };
+    assert!(stored_hash().await.contains("m=1024,t=1,p=1"));
+
+    let mut config = app.config.clone();
+    config.argon2_memory_kib = 2048;
+    config.argon2_iterations = 2;
+    let upgraded = crate::helpers::TestApp::start(config).await;
+    upgraded.login_ok("hal@example.com").await;
+
+    let hash = users::Entity::find()
+        .filter(users::Column::Email.eq("hal@example.com"))
+        .one(&upgraded.db().await)
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash;
+    assert!(hash.starts_with("$argon2id$v=19$m=2048,t=2,p=1$"), "{hash}");
+    upgraded.login_ok("hal@example.com").await;
+}
+
+#[tokio::test]
+async fn me_returns_the_user_of_the_access_token() {
+    let app = spawn_app().await;
+    let (email, pair) = app.signed_in_user().await;
+
+    let response = app.me(&str_field(&pair, "access_token")).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let user: Value = response.json().await.unwrap();
+    assert_eq!(user["email"], email.as_str());
+    assert_eq!(
+        user.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["created_at", "email", "id"]
+    );
+}
+
+#[tokio::test]
+async fn passwords_are_stored_as_argon2id_phc_strings_only() {
+    use authgate::store::entities::users;
+    use sea_orm::EntityTrait;
+
+    let app = spawn_app_with(|_| {}).await;
+    app.post_json(
+        "/v1/auth/register",
+        &json!({"email": "ida@example.com", "password": PASSWORD}),
+    )
+    .await;
+    let user = users::Entity::find()
+        .one(&app.db().await)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(user.password_hash.starts_with("$argon2id$"));
+    assert!(!user.password_hash.contains(PASSWORD));
+}

@@ -1,0 +1,81 @@
+use std::process::{Command, Output};
+
+fn authgate(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_authgate"));
+    command.args(args);
+    for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("AUTHGATE_")) {
+        command.env_remove(key);
+    }
+    command.envs(env.iter().copied());
+    command.output().unwrap()
+}
+
+fn one_line_of_stderr(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr:?}");
+    stderr
+}
+
+#[test]
+fn openapi_prints_the_committed_spec() {
+    let output = authgate(&["openapi"], &[]);
+    assert!(output.status.success());
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap();
+    assert!(String::from_utf8(output.stdout).unwrap() == committed);
+}
+
+#[test]
+fn an_unparsable_value_exits_non_zero_naming_the_variable() {
+    for (variable, value) in [
+        ("AUTHGATE_ACCESS_TTL", "soon"),
+        ("AUTHGATE_LISTEN", "not-an-address"),
+        ("AUTHGATE_TRUST_FORWARDED_FOR", "maybe"),
+        ("AUTHGATE_REFRESH_REUSE_GRACE", "-1"),
+    ] {
+        let output = authgate(&["serve"], &[(variable, value)]);
+        assert!(!output.status.success(), "{variable}={value}");
+        let stderr = one_line_of_stderr(&output);
+        assert!(stderr.contains(variable), "{variable}: {stderr}");
+    }
+}
+
+#[test]
+fn an_unreachable_database_exits_non_zero_with_one_line() {
+    let output = authgate(
+        &["migrate"],
+        &[(
+            "AUTHGATE_DATABASE_URL",
+            "postgres://postgres:secret@127.0.0.1:1/authgate",
+        )],
+    );
+    assert!(!output.status.success());
+    let stderr = one_line_of_stderr(&output);
+    assert!(stderr.contains("AUTHGATE_DATABASE_URL"), "{stderr}");
+    assert!(!stderr.contains("secret"), "the password leaked: {stderr}");
+}
+
+#[test]
+fn bad_arguments_exit_non_zero() {
+    let output = authgate(&["no-such-command"], &[]);
+    assert!(!output.status.success());
+    one_line_of_stderr(&output);
+}
+
+#[test]
+fn migrate_applies_the_schema_and_exits_zero() {
+    let path = std::env::temp_dir().join(format!("authgate-migrate-{}.db", uuid::Uuid::new_v4()));
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let output = authgate(
+        &["migrate"],
+        &[("AUTHGATE_DATABASE_URL", &url), ("AUTHGATE_LOG", "error")],
+    );
+    assert!(output.status.success(), "{output:?}");
+    // Applying again is a no-op.
+    let output = authgate(
+        &["migrate"],
+        &[("AUTHGATE_DATABASE_URL", &url), ("AUTHGATE_LOG", "error")],
+    );
+    assert!(output.status.success(), "{output:?}");
+    assert!(path.exists());
+}

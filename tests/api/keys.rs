@@ -1,0 +1,130 @@
+use std::time::Duration;
+
+use authgate_verify::JwkSet;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with, str_field};
+
+async fn published_kids(app: &TestApp) -> Vec<String> {
+    let jwks: JwkSet = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks.keys
+        .iter()
+        .map(|key| key.common.key_id.clone().unwrap())
+        .collect()
+}
+
+fn kid_of(pair: &Value) -> String {
+    let token = str_field(pair, "access_token");
+    let header = authgate_verify_header(&token);
+    str_field(&header, "kid")
+}
+
+fn authgate_verify_header(token: &str) -> Value {
+    use base64::Engine;
+    let part = token.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn a_restart_keeps_the_key_sessions_and_tokens_valid() {
+    let app = spawn_app().await;
+    let (_, pair) = app.signed_in_user().await;
+    let kids_before = published_kids(&app).await;
+
+    let app = app.restart().await;
+
+    assert_eq!(published_kids(&app).await, kids_before);
+    assert_eq!(
+        app.me(&str_field(&pair, "access_token")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.refresh(&str_field(&pair, "refresh_token"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_key_signs_new_tokens_while_the_old_key_stays_published() {
+    let app = spawn_app_with(|config| config.key_reload_interval = 1).await;
+    let (email, before) = app.signed_in_user().await;
+    let old_kid = kid_of(&before);
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(["keys", "rotate"])
+        .env("AUTHGATE_DATABASE_URL", &app.config.database_url)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let new_kid = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert_ne!(new_kid, old_kid);
+
+    // The running instance picks the key up without a restart.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let after = app.login_ok(&email).await;
+    assert_eq!(kid_of(&after), new_kid);
+    let kids = published_kids(&app).await;
+    assert!(
+        kids.contains(&old_kid) && kids.contains(&new_kid),
+        "{kids:?}"
+    );
+    // Tokens signed by the old key keep working until they expire.
+    assert_eq!(
+        app.me(&str_field(&before, "access_token")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.me(&str_field(&after, "access_token")).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_key_file_is_used_to_sign_and_is_published() {
+    let key = authgate::crypto::signing::SigningKey::generate();
+    let path = std::env::temp_dir().join(format!("authgate-key-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(&path, key.private_pem()).unwrap();
+
+    let app = spawn_app_with(|config| config.signing_key_file = Some(path.clone())).await;
+    let (_, pair) = app.signed_in_user().await;
+
+    assert_eq!(kid_of(&pair), key.kid());
+    assert!(published_kids(&app).await.contains(&key.kid().to_owned()));
+    assert_eq!(
+        app.me(&str_field(&pair, "access_token")).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_missing_or_unparsable_key_file_is_a_configuration_error() {
+    let url = crate::helpers::fresh_database_url().await;
+    let garbage = std::env::temp_dir().join(format!("authgate-key-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(&garbage, "not a key").unwrap();
+    for path in [std::path::PathBuf::from("/nonexistent/key.pem"), garbage] {
+        let mut config = crate::helpers::test_config(url.clone());
+        config.signing_key_file = Some(path);
+        let error = authgate::startup::Application::build(&config)
+            .await
+            .err()
+            .expect("build fails");
+        assert!(
+            format!("{error:#}").contains("AUTHGATE_SIGNING_KEY_FILE"),
+            "{error:#}"
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests: each test spawns the real application on a random port against
+//! its own fresh database (SQLite, or PostgreSQL with `TEST_DATABASE_URL`).
+
+mod accounts;
+mod cli;
+mod edges;
+mod helpers;
+mod keys;
+mod sessions;
+mod tokens;
