@@ -169,10 +169,11 @@ pub struct Config {
     )]
     pub signing_key_file: Option<PathBuf>,
 
-    /// Seconds between reloads of the signing keys from the database; a key rotated
-    /// by another process is used within this time.
+    /// Seconds between reloads of the signing keys from the database. A rotated key is
+    /// published at once and signs from this long after its creation, so every
+    /// instance publishes it before any signs with it.
     #[arg(long, env = "AUTHGATE_KEY_RELOAD_INTERVAL", value_name = "AUTHGATE_KEY_RELOAD_INTERVAL", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=60), hide = true)]
+          value_parser = clap::value_parser!(u64).range(1..=30), hide = true)]
     pub key_reload_interval: u64,
 
     /// Log filter (tracing `EnvFilter` syntax).

@@ -56,9 +56,15 @@ impl Application {
             Verifier::new(&config.issuer, &config.audience).with_leeway(OWN_TOKEN_LEEWAY_SECS),
         );
         let keys = Arc::new(
-            KeyRing::load(store.clone(), file_key, verifier.clone(), config.access_ttl)
-                .await
-                .context("loading signing keys")?,
+            KeyRing::load(
+                store.clone(),
+                file_key,
+                verifier.clone(),
+                config.access_ttl,
+                Duration::from_secs(config.key_reload_interval),
+            )
+            .await
+            .context("loading signing keys")?,
         );
         let hasher = hasher
             .await?
@@ -167,10 +173,15 @@ async fn erase_sealed_successors(store: Store, grace_secs: u64) {
     let grace_ms = (grace_secs as i64) * 1000;
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first sweep covers everything (left over by a stopped process); later ones
+    // only what was spent since, with a margin for slow transactions.
+    let mut since = i64::MIN;
     loop {
         ticks.tick().await;
-        if let Err(err) = store.erase_sealed_successors(now_ms() - grace_ms).await {
-            tracing::warn!(error = %err, "erasing sealed refresh successors failed");
+        let cutoff = now_ms() - grace_ms;
+        match store.erase_sealed_successors(since, cutoff).await {
+            Ok(_) => since = cutoff - 60_000,
+            Err(err) => tracing::warn!(error = %err, "erasing sealed refresh successors failed"),
         }
     }
 }

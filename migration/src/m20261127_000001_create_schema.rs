@@ -22,6 +22,7 @@ enum Sessions {
     UserId,
     CreatedAt,
     ExpiresAt,
+    RefreshedAt,
     RevokedAt,
 }
 
@@ -73,6 +74,7 @@ impl MigrationTrait for Migration {
                     .col(uuid(Sessions::UserId))
                     .col(big_integer(Sessions::CreatedAt))
                     .col(big_integer(Sessions::ExpiresAt))
+                    .col(big_integer_null(Sessions::RefreshedAt))
                     .col(big_integer_null(Sessions::RevokedAt))
                     .foreign_key(
                         ForeignKey::create()

@@ -1,6 +1,8 @@
 //! The signing key ring: which key signs new access tokens and which public keys the
 //! JWKS publishes. Every instance reloads it from the database periodically, so a key
-//! made by `authgate keys rotate` is used everywhere without a restart.
+//! made by `authgate keys rotate` is used everywhere without a restart. A new key is
+//! published at once but signs only one reload interval after its creation, so every
+//! instance (and every verifier that refetches on an unknown `kid`) knows it first.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -9,10 +11,6 @@ use authgate_verify::{JwkSet, Verifier};
 
 use crate::crypto::signing::{self, KeyError, SigningKey};
 use crate::store::{SigningKeyRow, Store, StoreError};
-
-/// The longest time between key reloads (`AUTHGATE_KEY_RELOAD_INTERVAL` is at most
-/// this), so a rotation is in use everywhere within it.
-pub const MAX_KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRingError {
@@ -33,35 +31,47 @@ pub struct KeyRing {
     store: Store,
     file_key: Option<Arc<SigningKey>>,
     verifier: Arc<Verifier>,
-    /// Retired keys stay published this long: the longest-lived token they may have
-    /// signed, plus the reload interval and clock leeway.
+    /// A key signs this long after its creation: one reload interval.
+    activation_delay_ms: i64,
+    /// Retired keys stay published this long: until their successor signs everywhere,
+    /// plus the lifetime of the last token they signed and clock leeway.
     retired_key_lifetime_ms: i64,
     keys: RwLock<Keys>,
 }
 
 impl KeyRing {
     /// Loads the keys, generating and storing the first one if there is none (and no
-    /// key file), and hands the public keys to `verifier`.
+    /// key file), and hands the public keys to `verifier`. With a key file, keys kept
+    /// in the database are retired: they age out of the JWKS.
     pub async fn load(
         store: Store,
         file_key: Option<SigningKey>,
         verifier: Arc<Verifier>,
         access_ttl_secs: u64,
+        reload_interval: Duration,
     ) -> Result<Self, KeyRingError> {
         let file_key = file_key.map(Arc::new);
-        let rows = store.signing_keys().await?;
-        if file_key.is_none() && !rows.iter().any(|row| row.retired_at.is_none()) {
+        if file_key.is_some() {
+            store.retire_signing_keys(super::now_ms()).await?;
+        } else if !store
+            .signing_keys()
+            .await?
+            .iter()
+            .any(|row| row.retired_at.is_none())
+        {
             store
                 .add_signing_key(new_row(&SigningKey::generate()), false)
                 .await?;
         }
+        let activation_delay_ms = reload_interval.as_millis() as i64;
         let retired_key_lifetime_ms =
-            (access_ttl_secs as i64 + MAX_KEY_RELOAD_INTERVAL.as_secs() as i64 + 60) * 1000;
+            2 * activation_delay_ms + (access_ttl_secs as i64 + 60) * 1000;
         let placeholder = Arc::new(SigningKey::generate());
         let ring = Self {
             store,
             file_key,
             verifier,
+            activation_delay_ms,
             retired_key_lifetime_ms,
             keys: RwLock::new(Keys {
                 signer: placeholder,
@@ -93,8 +103,13 @@ impl KeyRing {
                 jwks.insert(0, signing::public_jwk(key.kid(), key.public_x()));
                 key.clone()
             }
-            // Newest live key; rows come newest first, so every instance picks the same.
-            None => match rows.iter().find(|row| row.retired_at.is_none()) {
+            // The newest key whose activation time has passed, or on first start the
+            // only one; rows come newest first, so every instance picks the same.
+            None => match rows
+                .iter()
+                .find(|row| row.created_at + self.activation_delay_ms <= now)
+                .or(rows.first())
+            {
                 Some(row) if row.kid == self.signer().kid() => self.signer(),
                 Some(row) => Arc::new(SigningKey::from_pem(&row.private_key_pem).map_err(
                     |source| KeyRingError::Key {

@@ -12,7 +12,9 @@ use uuid::Uuid;
 use crate::crypto::password::{PasswordError, PasswordHasher, Verified};
 use crate::crypto::refresh;
 use crate::crypto::signing::KeyError;
-use crate::store::{NewRefreshToken, RefreshTokenRow, SessionRow, Store, StoreError, UserRow};
+use crate::store::{
+    NewRefreshToken, RefreshTokenRow, Rotation, SessionRow, Store, StoreError, UserRow,
+};
 use keys::KeyRing;
 
 pub const EMAIL_MAX_CHARS: usize = 254;
@@ -135,10 +137,13 @@ impl AuthService {
     /// Unknown accounts and wrong passwords take the same path: one argon2 verification
     /// (against a dummy hash for the former) and the same error.
     pub async fn login(&self, email: &str, password: String) -> Result<TokenPair> {
-        let user = self
-            .store
-            .find_user_by_email(&normalize_email(email))
-            .await?;
+        let email = normalize_email(email);
+        // An email that could never have registered is not looked up (PostgreSQL refuses
+        // NUL bytes, for one), but still costs one hash.
+        let user = match validate_email(&email) {
+            Ok(()) => self.store.find_user_by_email(&email).await?,
+            Err(_) => None,
+        };
         let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
         let verified = self.hasher.verify(password.clone(), stored_hash).await?;
         let user = match (user, verified) {
@@ -156,6 +161,7 @@ impl AuthService {
             user_id: user.id,
             created_at: now,
             expires_at: now.saturating_add(secs_to_ms(self.policy.session_ttl_secs)),
+            refreshed_at: None,
             revoked_at: None,
         };
         let (refresh_token, hash) = refresh::generate();
@@ -187,18 +193,19 @@ impl AuthService {
             let (successor, successor_hash) = refresh::generate();
             let new_token = self.new_refresh_token(successor_hash, &session, now);
             let successor_expires_at = new_token.expires_at;
-            let won = self
+            // The successor is kept (sealed) only when a grace window can return it.
+            let sealed =
+                (self.policy.reuse_grace_secs > 0).then(|| refresh::seal(presented, &successor));
+            match self
                 .store
-                .rotate_refresh_token(
-                    row.id,
-                    session.id,
-                    now,
-                    new_token,
-                    refresh::seal(presented, &successor),
-                )
-                .await?;
-            if won {
-                return self.token_pair(&session, successor, successor_expires_at, now);
+                .rotate_refresh_token(row.id, session.id, now, new_token, sealed)
+                .await?
+            {
+                Rotation::Rotated => {
+                    return self.token_pair(&session, successor, successor_expires_at, now);
+                }
+                Rotation::SessionEnded => return Err(DomainError::InvalidRefreshToken),
+                Rotation::AlreadySpent => {}
             }
             // A concurrent request spent it first: answer as for a spent token.
             row = self
@@ -210,6 +217,10 @@ impl AuthService {
 
         if let Some((successor, expires_at)) = self.successor_in_grace(presented, &row, now).await?
         {
+            // Re-checked as one write, so a revoke that has committed is never outrun.
+            if !self.store.touch_live_session(session.id, now).await? {
+                return Err(DomainError::InvalidRefreshToken);
+            }
             return self.token_pair(&session, successor, expires_at, now);
         }
         // Reuse outside the grace window: assume theft and end the whole session.

@@ -41,6 +41,17 @@ impl From<DbErr> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// What a rotation attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was spent and its successor stored.
+    Rotated,
+    /// A concurrent request spent the token first.
+    AlreadySpent,
+    /// The session was revoked or has expired; nothing changed.
+    SessionEnded,
+}
+
 /// A refresh token to insert: its id, hash and idle expiry.
 #[derive(Debug, Clone)]
 pub struct NewRefreshToken {
@@ -142,17 +153,23 @@ impl Store {
         Ok(refresh_tokens::Entity::find_by_id(id).one(&self.db).await?)
     }
 
-    /// Spends `spent_id` and inserts its successor, if and only if `spent_id` is still
-    /// unspent. Returns whether this call won the rotation. One transaction.
+    /// Spends `spent_id` and inserts its successor, if and only if the session is live
+    /// and `spent_id` is still unspent. One transaction, whose first statement writes
+    /// the session row: it waits for (and then sees) a concurrent revoke, so a rotation
+    /// is ordered entirely before or entirely after it.
     pub async fn rotate_refresh_token(
         &self,
         spent_id: Uuid,
         session_id: Uuid,
         now: i64,
         successor: NewRefreshToken,
-        sealed_successor: Vec<u8>,
-    ) -> Result<bool> {
+        sealed_successor: Option<Vec<u8>>,
+    ) -> Result<Rotation> {
         let txn = self.db.begin().await?;
+        if !touch_live_session(&txn, session_id, now).await? {
+            txn.rollback().await?;
+            return Ok(Rotation::SessionEnded);
+        }
         let spent = refresh_tokens::Entity::update_many()
             .col_expr(refresh_tokens::Column::SpentAt, Expr::value(now))
             .col_expr(
@@ -169,11 +186,16 @@ impl Store {
             .await?;
         if spent.rows_affected != 1 {
             txn.rollback().await?;
-            return Ok(false);
+            return Ok(Rotation::AlreadySpent);
         }
         insert_refresh_token(&txn, session_id, successor, now).await?;
         txn.commit().await?;
-        Ok(true)
+        Ok(Rotation::Rotated)
+    }
+
+    /// Records a refresh on a live session; false if it has been revoked or has expired.
+    pub async fn touch_live_session(&self, session_id: Uuid, now: i64) -> Result<bool> {
+        Ok(touch_live_session(&self.db, session_id, now).await?)
     }
 
     /// Ends one session. Returns whether it was live.
@@ -216,15 +238,17 @@ impl Store {
             .await?)
     }
 
-    /// Erases sealed successors whose grace window ended before `cutoff`.
-    pub async fn erase_sealed_successors(&self, cutoff: i64) -> Result<u64> {
+    /// Erases sealed successors of tokens spent in `[since, cutoff)`; the range keeps
+    /// each periodic sweep to the few rows spent since the previous one.
+    pub async fn erase_sealed_successors(&self, since: i64, cutoff: i64) -> Result<u64> {
         let erased = refresh_tokens::Entity::update_many()
             .col_expr(
                 refresh_tokens::Column::SealedSuccessor,
                 Expr::value(Option::<Vec<u8>>::None),
             )
-            .filter(refresh_tokens::Column::SealedSuccessor.is_not_null())
+            .filter(refresh_tokens::Column::SpentAt.gte(since))
             .filter(refresh_tokens::Column::SpentAt.lt(cutoff))
+            .filter(refresh_tokens::Column::SealedSuccessor.is_not_null())
             .exec(&self.db)
             .await?;
         Ok(erased.rows_affected)
@@ -249,16 +273,45 @@ impl Store {
             .exec_without_returning(&txn)
             .await?;
         if retire_others {
-            signing_keys::Entity::update_many()
-                .col_expr(signing_keys::Column::RetiredAt, Expr::value(now))
-                .filter(signing_keys::Column::RetiredAt.is_null())
-                .filter(signing_keys::Column::Kid.ne(kid))
-                .exec(&txn)
-                .await?;
+            retire_signing_keys(&txn, Some(&kid), now).await?;
         }
         txn.commit().await?;
         Ok(())
     }
+
+    /// Retires every live signing key.
+    pub async fn retire_signing_keys(&self, now: i64) -> Result<u64> {
+        Ok(retire_signing_keys(&self.db, None, now).await?)
+    }
+}
+
+async fn retire_signing_keys(
+    db: &impl sea_orm::ConnectionTrait,
+    except: Option<&str>,
+    now: i64,
+) -> Result<u64, DbErr> {
+    let mut update = signing_keys::Entity::update_many()
+        .col_expr(signing_keys::Column::RetiredAt, Expr::value(now))
+        .filter(signing_keys::Column::RetiredAt.is_null());
+    if let Some(kid) = except {
+        update = update.filter(signing_keys::Column::Kid.ne(kid));
+    }
+    Ok(update.exec(db).await?.rows_affected)
+}
+
+async fn touch_live_session(
+    db: &impl sea_orm::ConnectionTrait,
+    session_id: Uuid,
+    now: i64,
+) -> Result<bool, DbErr> {
+    let touched = sessions::Entity::update_many()
+        .col_expr(sessions::Column::RefreshedAt, Expr::value(now))
+        .filter(sessions::Column::Id.eq(session_id))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .filter(sessions::Column::ExpiresAt.gt(now))
+        .exec(db)
+        .await?;
+    Ok(touched.rows_affected == 1)
 }
 
 async fn insert_refresh_token(

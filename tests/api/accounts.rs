@@ -112,6 +112,12 @@ async fn login_returns_the_same_401_for_an_unknown_email_and_a_wrong_password() 
     let a = assert_problem(wrong_password, StatusCode::UNAUTHORIZED).await;
     let b = assert_problem(unknown_email, StatusCode::UNAUTHORIZED).await;
     assert_eq!(a, b);
+    // Emails that could not have registered (a NUL byte, 300 characters) answer the same.
+    let long = format!("{}@example.com", "f".repeat(300));
+    for email in ["fay\u{0}@example.com", long.as_str()] {
+        let c = assert_problem(app.login(email, PASSWORD).await, StatusCode::UNAUTHORIZED).await;
+        assert_eq!(a, c);
+    }
 }
 
 #[tokio::test]

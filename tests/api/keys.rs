@@ -111,6 +111,38 @@ async fn a_key_file_is_used_to_sign_and_is_published() {
 }
 
 #[tokio::test]
+async fn switching_to_a_key_file_retires_the_keys_kept_in_the_database() {
+    use authgate::store::entities::signing_keys;
+    use sea_orm::EntityTrait;
+
+    let app = spawn_app().await;
+    let (_, before) = app.signed_in_user().await;
+    let key = authgate::crypto::signing::SigningKey::generate();
+    let path = std::env::temp_dir().join(format!("authgate-key-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(&path, key.private_pem()).unwrap();
+    let mut config = app.config.clone();
+    config.signing_key_file = Some(path);
+
+    let app = TestApp::start(config).await;
+
+    let stored = signing_keys::Entity::find()
+        .all(&app.db().await)
+        .await
+        .unwrap();
+    assert!(
+        stored.iter().all(|row| row.retired_at.is_some()),
+        "{stored:?}"
+    );
+    // Retired keys still verify the tokens they signed until those expire.
+    assert_eq!(
+        app.me(&str_field(&before, "access_token")).await.status(),
+        StatusCode::OK
+    );
+    let (_, after) = app.signed_in_user().await;
+    assert_eq!(kid_of(&after), key.kid());
+}
+
+#[tokio::test]
 async fn a_missing_or_unparsable_key_file_is_a_configuration_error() {
     let url = crate::helpers::fresh_database_url().await;
     let garbage = std::env::temp_dir().join(format!("authgate-key-{}.pem", uuid::Uuid::new_v4()));

@@ -6,6 +6,16 @@ use serde_json::Value;
 
 use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with, str_field};
 
+fn claims_of(pair: &Value) -> Value {
+    use base64::Engine;
+    let token = str_field(pair, "access_token");
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 async fn pair_from(response: reqwest::Response) -> Value {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["cache-control"], "no-store");
@@ -176,17 +186,21 @@ async fn with_a_grace_of_zero_parallel_refreshes_yield_exactly_one_200() {
 
         let results = refresh_concurrently(&app, &str_field(&pair, "refresh_token"), 20).await;
 
-        let ok = results
+        let winners: Vec<&Value> = results
             .iter()
             .filter(|(status, _)| *status == StatusCode::OK)
-            .count();
-        assert_eq!(ok, 1, "round {round}: {results:?}");
+            .map(|(_, pair)| pair)
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
         assert!(
             results
                 .iter()
                 .all(|(status, _)| *status == StatusCode::OK || *status == StatusCode::UNAUTHORIZED),
             "round {round}: {results:?}"
         );
+        // Each loser presented a spent token with no grace: theft, so the session ended,
+        // taking the winner's successor with it.
+        assert_session_ended(&app, winners[0]).await;
     }
 }
 
@@ -282,8 +296,55 @@ async fn a_refresh_racing_logout_all_never_outlives_it() {
         if refreshed.status() == StatusCode::OK {
             let successor: Value = refreshed.json().await.unwrap();
             assert_session_ended(&app, &successor).await;
+        } else {
+            assert_eq!(refreshed.status(), StatusCode::UNAUTHORIZED);
         }
     }
+}
+
+#[tokio::test]
+async fn a_rotation_that_comes_after_a_committed_revoke_changes_nothing() {
+    use authgate::crypto::refresh;
+    use authgate::store::{NewRefreshToken, Rotation, Store};
+
+    let app = spawn_app().await;
+    let (_, pair) = app.signed_in_user().await;
+    let token = str_field(&pair, "refresh_token");
+    let store = Store::connect(&app.config.database_url).await.unwrap();
+    let (row, session) = store
+        .find_refresh_token(&refresh::hash(&token))
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The revoke commits between a refresh's lookup and its rotation.
+    assert_eq!(app.revoke(&token).await.status(), StatusCode::NO_CONTENT);
+    let (_, successor_hash) = refresh::generate();
+    let successor = NewRefreshToken {
+        id: uuid::Uuid::new_v4(),
+        hash: successor_hash.to_vec(),
+        expires_at: session.expires_at,
+    };
+    let now = authgate::domain::now_ms();
+    let outcome = store
+        .rotate_refresh_token(row.id, session.id, now, successor.clone(), None)
+        .await
+        .unwrap();
+
+    assert_eq!(outcome, Rotation::SessionEnded);
+    assert!(
+        store
+            .find_refresh_token(&successor.hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (row, _) = store
+        .find_refresh_token(&row.token_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.spent_at, None);
 }
 
 #[tokio::test]
@@ -294,10 +355,13 @@ async fn the_session_lifetime_caps_every_token() {
     })
     .await;
     let (_, pair) = app.signed_in_user().await;
+    let session_end = claims_of(&pair)["iat"].as_i64().unwrap() + 3;
+    assert!(claims_of(&pair)["exp"].as_i64().unwrap() <= session_end);
     assert!(pair["expires_in"].as_u64().unwrap() <= 3, "{pair}");
     assert!(pair["refresh_expires_in"].as_u64().unwrap() <= 3, "{pair}");
 
     let next = pair_from(app.refresh(&str_field(&pair, "refresh_token")).await).await;
+    assert!(claims_of(&next)["exp"].as_i64().unwrap() <= session_end);
     assert!(next["expires_in"].as_u64().unwrap() <= 3, "{next}");
     assert!(next["refresh_expires_in"].as_u64().unwrap() <= 3, "{next}");
 
@@ -340,12 +404,10 @@ async fn refresh_tokens_are_stored_as_hashes_and_successors_are_erased_after_the
         assert!(hashes.contains(&sha2::Sha256::digest(token.as_bytes()).to_vec()));
         for row in &rows {
             let sealed = row.sealed_successor.clone().unwrap_or_default();
-            for stored in [&row.token_hash, &sealed] {
-                assert!(
-                    !stored.windows(token.len()).any(|w| w == token.as_bytes()),
-                    "a token is stored in clear"
-                );
-            }
+            assert!(
+                !sealed.windows(token.len()).any(|w| w == token.as_bytes()),
+                "a successor is stored in clear"
+            );
         }
     }
     assert!(rows.iter().any(|row| row.sealed_successor.is_some()));

@@ -119,19 +119,24 @@ async fn bearer_endpoints_answer_401_with_www_authenticate() {
 }
 
 #[tokio::test]
-async fn tokens_for_another_audience_or_issuer_are_rejected() {
+async fn tokens_for_another_audience_or_from_another_issuer_are_rejected() {
     let app = spawn_app().await;
     let (email, _) = app.signed_in_user().await;
-    // Same database and keys, different audience and issuer.
-    let mut other = app.config.clone();
-    other.audience = "another-api".into();
-    other.issuer = "http://other.test".into();
-    let other = crate::helpers::TestApp::start(other).await;
-    let foreign = other.login_ok(&email).await;
+    // Same database, keys and session store; one claim differs each time.
+    let mut other_audience = app.config.clone();
+    other_audience.audience = "another-api".into();
+    let mut other_issuer = app.config.clone();
+    other_issuer.issuer = "http://other.test".into();
+    for config in [other_audience, other_issuer] {
+        let other = crate::helpers::TestApp::start(config).await;
+        let foreign = other.login_ok(&email).await;
+        let token = str_field(&foreign, "access_token");
+        assert_eq!(other.me(&token).await.status(), StatusCode::OK);
 
-    let response = app.me(&str_field(&foreign, "access_token")).await;
+        let response = app.me(&token).await;
 
-    assert_problem(response, StatusCode::UNAUTHORIZED).await;
+        assert_problem(response, StatusCode::UNAUTHORIZED).await;
+    }
 }
 
 #[tokio::test]
