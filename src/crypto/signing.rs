@@ -137,7 +137,7 @@ mod tests {
         verifier.set_keys(&JwkSet {
             keys: vec![public_jwk(key.kid(), key.public_x())],
         });
-        assert!(verifier.verify(&token).is_ok());
+        assert!(verifier.verify_cached(&token).is_ok());
     }
 
     #[test]

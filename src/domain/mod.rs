@@ -281,7 +281,7 @@ impl AuthService {
 
     /// Verifies an access token and checks that its session is still live.
     pub async fn authenticate(&self, bearer: &str) -> Result<Authenticated> {
-        let claims = self.verifier.verify(bearer)?;
+        let claims = self.verifier.verify_cached(bearer)?;
         let user = self
             .store
             .live_session_user(claims.sid, claims.sub, now_ms())
@@ -326,6 +326,7 @@ impl AuthService {
             nbf: now_secs,
             jti: Uuid::new_v4(),
             sid: session.id,
+            scope: None,
         };
         let access_token = self.keys.signer().sign_access_token(&claims)?;
         Ok(TokenPair {

@@ -51,7 +51,9 @@ async fn access_tokens_follow_rfc_9068_and_verify_against_the_published_jwks() {
     );
     let verifier = Verifier::new("http://authgate.test", "authgate");
     verifier.set_keys(&jwks);
-    let verified = verifier.verify(&token).expect("verifies with the JWKS");
+    let verified = verifier
+        .verify_cached(&token)
+        .expect("verifies with the JWKS");
     assert_eq!(verified.sid.to_string(), str_field(&claims, "sid"));
 }
 
@@ -150,4 +152,37 @@ async fn an_expired_access_token_is_rejected() {
     tokio::time::sleep(std::time::Duration::from_millis(7_100)).await;
 
     assert_problem(app.me(&token).await, StatusCode::UNAUTHORIZED).await;
+}
+
+#[path = "../../verify/tests/support/corpus.rs"]
+mod corpus;
+
+#[tokio::test]
+async fn forged_and_broken_tokens_are_rejected_by_me() {
+    use authgate::store::entities::signing_keys;
+    use sea_orm::EntityTrait;
+
+    let app = spawn_app().await;
+    let (_, pair) = app.signed_in_user().await;
+    let claims = decode_part(&str_field(&pair, "access_token"), 1);
+    let key = signing_keys::Entity::find()
+        .one(&app.db().await)
+        .await
+        .unwrap()
+        .unwrap();
+    let issuer = corpus::Issuer {
+        kid: &key.kid,
+        private_pem: &key.private_key_pem,
+        public_x: &key.public_key,
+    };
+
+    for (attack, token) in corpus::forged_tokens(&issuer, &claims) {
+        let response = app.me(&token).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "accepted: {attack}"
+        );
+        assert_problem(response, StatusCode::UNAUTHORIZED).await;
+    }
 }

@@ -1,0 +1,69 @@
+//! A downstream poem-openapi service protected by authgate-verify.
+//!
+//! ```sh
+//! cargo run -p authgate-verify --example downstream
+//! ```
+//! Finds its keys through the discovery document of `AUTHGATE_ISSUER` (default
+//! `http://127.0.0.1:8080`), expects the audience `AUTHGATE_AUDIENCE` (default
+//! `authgate`), listens on `DOWNSTREAM_LISTEN` (default `127.0.0.1:8081`), and serves
+//! `GET /hello` → `{sub, sid}` for a valid access token, with Swagger UI at `/docs`.
+
+use std::sync::Arc;
+
+use authgate_verify::Verifier;
+use authgate_verify::poem::JwtAuth;
+use poem::listener::TcpListener;
+use poem::{EndpointExt, Route, Server};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi, OpenApiService};
+
+/// Who called.
+#[derive(Object)]
+struct Hello {
+    /// The user id (the token's `sub`).
+    sub: String,
+    /// The session id (the token's `sid`).
+    sid: String,
+}
+
+struct Api;
+
+#[OpenApi]
+impl Api {
+    /// Greets the holder of a valid authgate access token.
+    #[oai(path = "/hello", method = "get")]
+    async fn hello(&self, auth: JwtAuth) -> Json<Hello> {
+        Json(Hello {
+            sub: auth.0.sub.to_string(),
+            sid: auth.0.sid.to_string(),
+        })
+    }
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let issuer = env_or("AUTHGATE_ISSUER", "http://127.0.0.1:8080");
+    let audience = env_or("AUTHGATE_AUDIENCE", "authgate");
+    let listen = env_or("DOWNSTREAM_LISTEN", "127.0.0.1:8081");
+
+    let verifier = Verifier::builder(&issuer, &audience)
+        .discovery()
+        .build()
+        .await?;
+
+    let api = OpenApiService::new(Api, "downstream", "1.0");
+    let docs = api.swagger_ui();
+    let app = Route::new()
+        .nest("/", api)
+        .nest("/docs", docs)
+        .data(Arc::new(verifier));
+    Server::new(TcpListener::bind(listen)).run(app).await?;
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! poem and poem-openapi integration.
+//!
+//! Add the verifier to the app with `.data(Arc::new(verifier))`, then take
+//! [`JwtAuth`] (poem-openapi operations; documented as a Bearer security scheme) or
+//! [`Jwt`] (plain poem handlers) as a parameter. [`WithScope`] also demands a scope.
+//! Failures answer `application/problem+json` with RFC 6750 `WWW-Authenticate`: 401
+//! without a token or with an invalid one, 403 `insufficient_scope`, and 503 while no
+//! keys could be loaded.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use poem::http::{StatusCode, header};
+use poem::{FromRequest, Request, RequestBody, Response};
+use poem_openapi::registry::{MetaSecurityScheme, Registry};
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
+use serde::de::DeserializeOwned;
+
+use crate::{AccessClaims, HasAccessClaims, Verifier, VerifyError};
+
+/// Name of the security scheme in the OpenAPI document.
+pub const SECURITY_SCHEME: &str = "AuthgateBearer";
+
+/// Why a request was refused, as an HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// No `Authorization: Bearer` header.
+    MissingToken,
+    /// The token did not verify; the reason is logged, not sent.
+    InvalidToken(VerifyError),
+    /// The token lacks this scope.
+    InsufficientScope(&'static str),
+    /// No `Arc<Verifier>` was added to the app with `.data()`.
+    NotConfigured,
+}
+
+impl Rejection {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingToken => StatusCode::UNAUTHORIZED,
+            Self::InvalidToken(VerifyError::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            Self::NotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The problem+json response with its `WWW-Authenticate` challenge.
+    pub fn to_response(&self) -> Response {
+        let (code, title, detail, challenge) = match self {
+            Self::MissingToken => (
+                "missing-token",
+                "Bearer token required",
+                "This endpoint needs an Authorization: Bearer header.".to_owned(),
+                Some("Bearer".to_owned()),
+            ),
+            Self::InvalidToken(VerifyError::KeysUnavailable) => (
+                "unavailable",
+                "Service unavailable",
+                "The token issuer's keys could not be loaded; retry later.".to_owned(),
+                None,
+            ),
+            Self::InvalidToken(_) => (
+                "invalid-token",
+                "Invalid access token",
+                "The access token is invalid or expired.".to_owned(),
+                Some(
+                    r#"Bearer error="invalid_token", error_description="The access token is invalid or expired""#
+                        .to_owned(),
+                ),
+            ),
+            Self::InsufficientScope(scope) => (
+                "insufficient-scope",
+                "Insufficient scope",
+                format!("The access token lacks the scope {scope:?}."),
+                Some(format!(
+                    r#"Bearer error="insufficient_scope", scope="{scope}", error_description="The access token lacks a required scope""#
+                )),
+            ),
+            Self::NotConfigured => (
+                "internal",
+                "Internal server error",
+                "The server failed to handle the request; it has been logged.".to_owned(),
+                None,
+            ),
+        };
+        let status = self.status();
+        let body = serde_json::json!({
+            "type": format!("urn:authgate:problem:{code}"),
+            "title": title,
+            "status": status.as_u16(),
+            "detail": detail,
+        });
+        let mut response = Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, "application/problem+json");
+        if let Some(challenge) = challenge {
+            response = response.header(header::WWW_AUTHENTICATE, challenge);
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response = response.header(header::RETRY_AFTER, "30");
+        }
+        response.body(body.to_string())
+    }
+}
+
+impl From<Rejection> for poem::Error {
+    fn from(rejection: Rejection) -> Self {
+        // from_response keeps the headers; an error type would lose them to catch-alls.
+        poem::Error::from_response(rejection.to_response())
+    }
+}
+
+/// The bearer token of a request, or `None`.
+fn bearer_token(req: &Request) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
+/// Verifies the request's bearer token with the app's `Arc<Verifier>`.
+pub async fn authenticate<T: DeserializeOwned>(req: &Request) -> Result<T, Rejection> {
+    let Some(verifier) = req.data::<Arc<Verifier>>() else {
+        tracing::error!("authgate-verify: add .data(Arc<Verifier>) to the app");
+        return Err(Rejection::NotConfigured);
+    };
+    let token = bearer_token(req).ok_or(Rejection::MissingToken)?;
+    verifier.verify_as(token).await.map_err(|reason| {
+        tracing::debug!(%reason, "rejected bearer token");
+        Rejection::InvalidToken(reason)
+    })
+}
+
+fn register_scheme(registry: &mut Registry) {
+    registry.create_security_scheme(
+        SECURITY_SCHEME,
+        MetaSecurityScheme {
+            ty: "http",
+            description: Some("An access token issued by authgate."),
+            name: None,
+            key_in: None,
+            scheme: Some("bearer"),
+            bearer_format: Some("JWT"),
+            flows: None,
+            openid_connect_url: None,
+        },
+    );
+}
+
+/// poem-openapi security scheme: a verified bearer token's claims (`T` defaults to
+/// [`AccessClaims`]; use [`crate::Claims<YourClaims>`] for custom claims).
+pub struct JwtAuth<T = AccessClaims>(pub T);
+
+impl<'a, T: DeserializeOwned + Send> ApiExtractor<'a> for JwtAuth<T> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        register_scheme(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        vec![SECURITY_SCHEME]
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        Ok(Self(authenticate(req).await?))
+    }
+}
+
+/// A scope an operation demands; see [`WithScope`].
+pub trait Scope {
+    const NAME: &'static str;
+}
+
+/// Like [`JwtAuth`], and the token must carry the scope `S::NAME` (403 otherwise).
+pub struct WithScope<S: Scope, T = AccessClaims>(pub T, PhantomData<S>);
+
+impl<S: Scope, T> WithScope<S, T> {
+    pub fn claims(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<'a, S: Scope + Send, T: DeserializeOwned + HasAccessClaims + Send> ApiExtractor<'a>
+    for WithScope<S, T>
+{
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        register_scheme(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        vec![SECURITY_SCHEME]
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let claims: T = authenticate(req).await?;
+        if !claims.access_claims().has_scope(S::NAME) {
+            return Err(Rejection::InsufficientScope(S::NAME).into());
+        }
+        Ok(Self(claims, PhantomData))
+    }
+}
+
+/// Plain poem extractor: a verified bearer token's claims.
+pub struct Jwt<T = AccessClaims>(pub T);
+
+impl<'a, T: DeserializeOwned + Send> FromRequest<'a> for Jwt<T> {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        Ok(Self(authenticate(req).await?))
+    }
+}
+
+/// For plain poem handlers: `claims.require_scope("write")?`.
+pub trait RequireScope {
+    fn require_scope(&self, scope: &'static str) -> Result<(), Rejection>;
+}
+
+impl<T: HasAccessClaims> RequireScope for T {
+    fn require_scope(&self, scope: &'static str) -> Result<(), Rejection> {
+        if self.access_claims().has_scope(scope) {
+            Ok(())
+        } else {
+            Err(Rejection::InsufficientScope(scope))
+        }
+    }
+}

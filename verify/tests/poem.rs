@@ -1,0 +1,203 @@
+//! The poem and poem-openapi extractors: status codes, problem bodies and RFC 6750
+//! challenges, typed and custom claims, scopes, and the security scheme in the spec.
+
+mod support;
+
+use std::sync::Arc;
+
+use authgate_verify::poem::{Jwt, JwtAuth, RequireScope, Scope, WithScope};
+use authgate_verify::{AccessClaims, Claims, JwkSet, Verifier};
+use poem::test::TestClient;
+use poem::{EndpointExt, Route, get, handler};
+use poem_openapi::payload::PlainText;
+use poem_openapi::{OpenApi, OpenApiService};
+use serde_json::{Value, json};
+use support::*;
+
+struct Admin;
+impl Scope for Admin {
+    const NAME: &'static str = "admin";
+}
+
+#[derive(serde::Deserialize)]
+struct Tenant {
+    tenant: String,
+}
+
+struct Api;
+
+#[OpenApi]
+impl Api {
+    #[oai(path = "/whoami", method = "get")]
+    async fn whoami(&self, auth: JwtAuth) -> PlainText<String> {
+        PlainText(auth.0.sub.to_string())
+    }
+
+    #[oai(path = "/tenant", method = "get")]
+    async fn tenant(&self, auth: JwtAuth<Claims<Tenant>>) -> PlainText<String> {
+        PlainText(auth.0.custom.tenant)
+    }
+
+    #[oai(path = "/admin", method = "get")]
+    async fn admin(&self, auth: WithScope<Admin>) -> PlainText<String> {
+        PlainText(auth.claims().sub.to_string())
+    }
+}
+
+#[handler]
+fn plain(Jwt(claims): Jwt<AccessClaims>) -> poem::Result<String> {
+    claims.require_scope("write")?;
+    Ok(claims.sid.to_string())
+}
+
+fn app() -> impl poem::Endpoint {
+    let verifier = Verifier::new(ISSUER, AUDIENCE);
+    let jwks: JwkSet = serde_json::from_value(json!({"keys": [jwk("k1", ISSUER_X)]})).unwrap();
+    verifier.set_keys(&jwks);
+    Route::new()
+        .nest("/", OpenApiService::new(Api, "test", "1"))
+        .at("/plain", get(plain))
+        .data(Arc::new(verifier))
+}
+
+fn token_with(extra: Value) -> String {
+    let mut claims = claims();
+    for (key, value) in extra.as_object().unwrap() {
+        claims[key] = value.clone();
+    }
+    issuer_token("k1", &claims)
+}
+
+async fn problem(response: poem::test::TestResponse, status: u16) -> (Value, String) {
+    response.assert_status(poem::http::StatusCode::from_u16(status).unwrap());
+    response.assert_header("content-type", "application/problem+json");
+    let challenge = response
+        .0
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body: Value =
+        serde_json::from_str(&response.0.into_body().into_string().await.unwrap()).unwrap();
+    assert_eq!(body["status"], status);
+    (body, challenge)
+}
+
+#[tokio::test]
+async fn a_missing_token_gets_401_with_a_bare_bearer_challenge() {
+    let client = TestClient::new(app());
+    for path in ["/whoami", "/admin", "/plain"] {
+        let (body, challenge) = problem(client.get(path).send().await, 401).await;
+        assert_eq!(challenge, "Bearer", "{path}");
+        assert_eq!(body["type"], "urn:authgate:problem:missing-token");
+    }
+    let basic = client
+        .get("/whoami")
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .send()
+        .await;
+    assert_eq!(problem(basic, 401).await.1, "Bearer");
+}
+
+#[tokio::test]
+async fn an_invalid_token_gets_401_invalid_token() {
+    let client = TestClient::new(app());
+    let mut expired = claims();
+    expired["exp"] = json!(now() - 3600);
+    for token in [
+        "nonsense".to_owned(),
+        issuer_token("k1", &expired),
+        issuer_token("k9", &claims()),
+    ] {
+        for path in ["/whoami", "/plain"] {
+            let response = client
+                .get(path)
+                .header("authorization", format!("Bearer {token}"))
+                .send()
+                .await;
+            let (body, challenge) = problem(response, 401).await;
+            assert!(
+                challenge.starts_with(r#"Bearer error="invalid_token", error_description=""#),
+                "{challenge}"
+            );
+            assert_eq!(body["type"], "urn:authgate:problem:invalid-token");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_valid_token_hands_the_handler_typed_claims() {
+    let client = TestClient::new(app());
+    let claims = claims();
+    let token = issuer_token("k1", &claims);
+
+    let response = client
+        .get("/whoami")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await;
+
+    response.assert_status_is_ok();
+    response.assert_text(claims["sub"].as_str().unwrap()).await;
+    let tenant = client
+        .get("/tenant")
+        .header(
+            "authorization",
+            format!("bearer {}", token_with(json!({"tenant": "acme"}))),
+        )
+        .send()
+        .await;
+    tenant.assert_text("acme").await;
+}
+
+#[tokio::test]
+async fn a_missing_scope_gets_403_insufficient_scope() {
+    let client = TestClient::new(app());
+    let reader = token_with(json!({"scope": "read"}));
+    for path in ["/admin", "/plain"] {
+        let response = client
+            .get(path)
+            .header("authorization", format!("Bearer {reader}"))
+            .send()
+            .await;
+        let (body, challenge) = problem(response, 403).await;
+        assert!(
+            challenge.starts_with(r#"Bearer error="insufficient_scope""#),
+            "{challenge}"
+        );
+        assert_eq!(body["type"], "urn:authgate:problem:insufficient-scope");
+    }
+    let admin = token_with(json!({"scope": "read admin write"}));
+    for path in ["/admin", "/plain"] {
+        let response = client
+            .get(path)
+            .header("authorization", format!("Bearer {admin}"))
+            .send()
+            .await;
+        response.assert_status_is_ok();
+    }
+}
+
+#[tokio::test]
+async fn the_spec_declares_the_bearer_security_scheme_on_protected_operations() {
+    let spec: Value = serde_json::from_str(&OpenApiService::new(Api, "test", "1").spec()).unwrap();
+    assert_eq!(
+        spec["components"]["securitySchemes"]["AuthgateBearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(
+        spec["paths"]["/whoami"]["get"]["security"][0]["AuthgateBearer"],
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn a_verifier_missing_from_the_app_is_a_500_not_a_panic() {
+    let client = TestClient::new(Route::new().at("/plain", get(plain)));
+    let response = client
+        .get("/plain")
+        .header("authorization", "Bearer x")
+        .send()
+        .await;
+    response.assert_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR);
+}
