@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod domain;
 pub mod startup;
 pub mod store;
+pub mod throttle;
 
 use config::{Cli, Command, KeysCommand};
 

@@ -18,6 +18,7 @@ use crate::crypto::signing::SigningKey;
 use crate::domain::keys::KeyRing;
 use crate::domain::{AuthService, TokenPolicy, now_ms};
 use crate::store::Store;
+use crate::throttle::Throttle;
 
 /// Clock leeway for authgate's own Bearer endpoints: only clock skew between instances.
 const OWN_TOKEN_LEEWAY_SECS: u64 = 5;
@@ -77,11 +78,22 @@ impl Application {
             session_ttl_secs: config.session_ttl,
             reuse_grace_secs: config.refresh_reuse_grace,
         };
+        let throttle = Arc::new(
+            Throttle::new(
+                config.redis_url.as_deref(),
+                config.rate_limit_per_ip,
+                config.login_max_failures,
+                Duration::from_secs(config.login_failure_window),
+            )
+            .await
+            .context("AUTHGATE_REDIS_URL: cannot connect")?,
+        );
         let service = Arc::new(AuthService::new(
             store.clone(),
             hasher,
             keys.clone(),
             verifier,
+            throttle.clone(),
             policy,
         ));
 
@@ -103,6 +115,8 @@ impl Application {
                 keys,
                 store: store.clone(),
                 issuer: config.issuer.clone(),
+                throttle,
+                trust_forwarded_for: config.trust_forwarded_for,
             },
             store,
             reuse_grace_secs: config.refresh_reuse_grace,
@@ -125,6 +139,7 @@ impl Application {
                 self.state.keys.clone(),
                 self.key_reload_interval,
             )),
+            tokio::spawn(prune_throttle(self.state.throttle.clone())),
             tokio::spawn(erase_sealed_successors(
                 self.store.clone(),
                 self.reuse_grace_secs,
@@ -183,6 +198,14 @@ async fn erase_sealed_successors(store: Store, grace_secs: u64) {
             Ok(_) => since = cutoff - 60_000,
             Err(err) => tracing::warn!(error = %err, "erasing sealed refresh successors failed"),
         }
+    }
+}
+
+async fn prune_throttle(throttle: Arc<Throttle>) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        ticks.tick().await;
+        throttle.prune();
     }
 }
 

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+use super::ClientIp;
 use super::problem::{Problem, ProblemType, from_domain, www_authenticate};
 use super::strict::StrictString;
 use crate::domain::{self, AuthService, Authenticated, DomainError};
@@ -93,12 +94,15 @@ const NO_STORE: &str = "no-store";
 /// Declares an operation's responses; every error variant carries a problem, and the
 /// `From<DomainError>` picks the variant by the problem's status.
 macro_rules! error_variants {
-    ($response:ident { $($status:literal => $variant:ident),* $(,)? }) => {
+    ($response:ident { $($status:literal => $variant:ident),* $(,)? }
+     $(with_retry { $($retry_status:literal => $retry_variant:ident),* $(,)? })?) => {
         impl From<DomainError> for $response {
             fn from(err: DomainError) -> Self {
+                let retry_after = err.retry_after_secs().unwrap_or(1);
                 let problem = from_domain(&err);
                 match problem.status {
                     $($status => Self::$variant(Json(problem)),)*
+                    $($($retry_status => Self::$retry_variant(Json(problem), retry_after),)*)?
                     _ => Self::Internal(Json(from_domain_internal(problem))),
                 }
             }
@@ -133,11 +137,18 @@ pub enum RegisterResponse {
     /// Invalid email (at most 254 characters) or password (8 to 1024 characters).
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
+    /// Too many requests from this client address.
+    #[oai(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
     /// Server failure.
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
+    /// Too many passwords being hashed; retry after the given seconds.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Overloaded(Json<Problem>, #[oai(header = "Retry-After")] u64),
 }
-error_variants!(RegisterResponse { 400 => BadRequest, 409 => Conflict, 413 => PayloadTooLarge, 422 => Unprocessable });
+error_variants!(RegisterResponse { 400 => BadRequest, 409 => Conflict, 413 => PayloadTooLarge, 422 => Unprocessable }
+    with_retry { 429 => TooManyRequests, 503 => Overloaded });
 
 /// Responses of login and refresh, which both issue a token pair.
 #[derive(ApiResponse)]
@@ -154,11 +165,19 @@ pub enum TokenResponse {
     /// The body is larger than 16 KiB.
     #[oai(status = 413, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
+    /// Too many requests from this client address, or (login) too many failed logins
+    /// for this account from it.
+    #[oai(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
     /// Server failure.
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
+    /// Too many passwords being hashed; retry after the given seconds.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Overloaded(Json<Problem>, #[oai(header = "Retry-After")] u64),
 }
-error_variants!(TokenResponse { 400 => BadRequest, 401 => Unauthorized, 413 => PayloadTooLarge });
+error_variants!(TokenResponse { 400 => BadRequest, 401 => Unauthorized, 413 => PayloadTooLarge }
+    with_retry { 429 => TooManyRequests, 503 => Overloaded });
 
 #[derive(ApiResponse)]
 pub enum RevokeResponse {
@@ -171,17 +190,25 @@ pub enum RevokeResponse {
     /// The body is larger than 16 KiB.
     #[oai(status = 413, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
+    /// Too many requests from this client address.
+    #[oai(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
     /// Server failure.
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
 }
-error_variants!(RevokeResponse { 400 => BadRequest, 413 => PayloadTooLarge });
+error_variants!(RevokeResponse { 400 => BadRequest, 413 => PayloadTooLarge }
+    with_retry { 429 => TooManyRequests });
 
 #[derive(ApiResponse)]
 pub enum LogoutAllResponse {
     /// Every session of the user has ended.
     #[oai(status = 204)]
     NoContent,
+    /// Too many requests from this client address.
+    #[oai(status = 429, content_type = "application/problem+json")]
+    #[allow(dead_code)] // answered by the rate-limit middleware; declared for the spec
+    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
     /// Missing or invalid access token, or its session has ended.
     #[oai(status = 401, content_type = "application/problem+json")]
     #[allow(dead_code)] // answered by the BearerAuth checker; declared for the spec
@@ -253,10 +280,11 @@ impl AuthApi {
     async fn login(
         &self,
         service: Data<&Arc<AuthService>>,
+        client: Data<&ClientIp>,
         body: Json<Credentials>,
     ) -> TokenResponse {
         let Json(Credentials { email, password }) = body;
-        match service.login(&email.0, password.0).await {
+        match service.login(&email.0, password.0, client.0.0).await {
             Ok(pair) => TokenResponse::Ok(Json(pair.into()), NO_STORE.to_owned()),
             Err(err) => err.into(),
         }

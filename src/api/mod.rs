@@ -7,19 +7,30 @@ pub mod problem;
 mod strict;
 pub mod wellknown;
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::time::Duration;
 
-use poem::http::header;
+use poem::http::{Method, header};
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::OpenApiService;
 
 use crate::domain::AuthService;
 use crate::domain::keys::KeyRing;
 use crate::store::Store;
+use crate::throttle::Throttle;
 use problem::ProblemType;
 
 /// Bodies larger than this get 413, whether or not they declare a `Content-Length`.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// A client gets this long to send its body (slow-loris bodies get 408).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// No request is worked on longer than this (503 past it).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The client's address, as the rate limits see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
 
 type Apis = (auth::AuthApi, wellknown::WellKnownApi, health::HealthApi);
 
@@ -48,6 +59,8 @@ pub struct State {
     pub keys: Arc<KeyRing>,
     pub store: Store,
     pub issuer: String,
+    pub throttle: Arc<Throttle>,
+    pub trust_forwarded_for: bool,
 }
 
 pub fn app(state: State) -> impl Endpoint<Output = Response> {
@@ -55,6 +68,8 @@ pub fn app(state: State) -> impl Endpoint<Output = Response> {
     let swagger_ui = api.swagger_ui();
     let spec_json = api.spec_endpoint();
     let spec_yaml = api.spec_endpoint_yaml();
+    let throttle = state.throttle;
+    let trust_forwarded_for = state.trust_forwarded_for;
     Route::new()
         .nest("/", api)
         .nest("/docs", swagger_ui)
@@ -65,7 +80,55 @@ pub fn app(state: State) -> impl Endpoint<Output = Response> {
         .data(state.store)
         .data(wellknown::Issuer(state.issuer))
         .around(limit_body)
+        .around(move |next, req| {
+            let throttle = throttle.clone();
+            async move { rate_limit(next, req, &throttle, trust_forwarded_for).await }
+        })
         .catch_all_error(problem::catch_all)
+}
+
+/// The peer address, or with `AUTHGATE_TRUST_FORWARDED_FOR` the rightmost
+/// `X-Forwarded-For` address (the one the trusted proxy saw).
+fn client_ip(req: &Request, trust_forwarded_for: bool) -> IpAddr {
+    let forwarded = trust_forwarded_for
+        .then(|| req.headers().get_all("x-forwarded-for"))
+        .and_then(|values| values.iter().filter_map(|v| v.to_str().ok()).next_back())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse::<IpAddr>().ok());
+    forwarded
+        .or_else(|| req.remote_addr().as_socket_addr().map(|addr| addr.ip()))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// Per-IP quota on `POST /v1/auth/*`, and the client address for the operations.
+async fn rate_limit<E: Endpoint>(
+    next: Arc<E>,
+    mut req: Request,
+    throttle: &Throttle,
+    trust_forwarded_for: bool,
+) -> poem::Result<Response> {
+    let ip = client_ip(&req, trust_forwarded_for);
+    req.extensions_mut().insert(ClientIp(ip));
+    if req.method() == Method::POST && req.uri().path().starts_with("/v1/auth/") {
+        match throttle.check_rate(ip).await {
+            Ok(Ok(())) => {}
+            Ok(Err(retry)) => {
+                let mut response = ProblemType::TooManyRequests.response(format!(
+                    "Too many requests from this address; retry in {} s.",
+                    retry.secs()
+                ));
+                if let Ok(value) = retry.secs().to_string().parse() {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                return Ok(response);
+            }
+            Err(err) => tracing::error!(error = %err, "rate limit unavailable; not enforced"),
+        }
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.call(req)).await {
+        Ok(result) => result.map(IntoResponse::into_response),
+        Err(_) => Ok(ProblemType::Unavailable.response("The request took too long.")),
+    }
 }
 
 /// Reads the body up front with a hard limit, so an oversized body is refused before
@@ -83,11 +146,17 @@ async fn limit_body<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return Ok(too_large());
     }
-    match req.take_body().into_bytes_limit(MAX_BODY_BYTES).await {
-        Ok(bytes) => req.set_body(bytes),
-        Err(poem::error::ReadBodyError::PayloadTooLarge) => return Ok(too_large()),
-        Err(err) => {
+    let body = req.take_body().into_bytes_limit(MAX_BODY_BYTES);
+    match tokio::time::timeout(BODY_TIMEOUT, body).await {
+        Ok(Ok(bytes)) => req.set_body(bytes),
+        Ok(Err(poem::error::ReadBodyError::PayloadTooLarge)) => return Ok(too_large()),
+        Ok(Err(err)) => {
             return Ok(ProblemType::MalformedRequest.response(format!("Unreadable body: {err}")));
+        }
+        Err(_) => {
+            return Ok(
+                ProblemType::RequestTimeout.response("The request body did not arrive in time.")
+            );
         }
     }
     next.call(req).await.map(IntoResponse::into_response)

@@ -45,6 +45,9 @@ pub enum ProblemType {
     UnsupportedMediaType,
     InvalidEmail,
     InvalidPassword,
+    TooManyRequests,
+    Overloaded,
+    RequestTimeout,
     Unavailable,
     Internal,
 }
@@ -109,6 +112,17 @@ impl ProblemType {
                 "invalid-password",
                 "Invalid password",
             ),
+            TooManyRequests => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                "Too many requests",
+            ),
+            Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Server busy"),
+            RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Request timeout",
+            ),
             Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -161,6 +175,8 @@ pub fn from_domain(err: &DomainError) -> Problem {
         DomainError::InvalidCredentials => InvalidCredentials,
         DomainError::InvalidRefreshToken => InvalidRefreshToken,
         DomainError::InvalidAccessToken(_) | DomainError::SessionEnded => InvalidToken,
+        DomainError::Throttled(_) => TooManyRequests,
+        DomainError::Overloaded => Overloaded,
         DomainError::Store(_) | DomainError::Password(_) | DomainError::Key(_) => {
             tracing::error!(error = ?err, "request failed");
             return Internal

@@ -2,6 +2,7 @@
 //! time so a login flood cannot starve the async runtime or exhaust memory.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
@@ -15,6 +16,8 @@ pub enum PasswordError {
     Hash(String),
     #[error("password hashing task failed")]
     Task,
+    #[error("too many password hashes queued")]
+    Overloaded,
 }
 
 /// Outcome of checking a password against a stored hash.
@@ -26,10 +29,17 @@ pub enum Verified {
     CorrectNeedsRehash,
 }
 
+/// Hashes that may wait for a core, per core; beyond that requests are shed at once
+/// rather than queueing memory and latency.
+pub const QUEUE_PER_CORE: usize = 16;
+
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
     permits: Arc<Semaphore>,
+    /// Hashes running or waiting; at most `capacity`.
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
     /// Verified against when the account does not exist, so that case costs the same.
     dummy_hash: Arc<str>,
 }
@@ -44,6 +54,8 @@ impl PasswordHasher {
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(cores)),
+            queued: Arc::new(AtomicUsize::new(0)),
+            capacity: cores * (1 + QUEUE_PER_CORE),
             dummy_hash,
         })
     }
@@ -73,6 +85,15 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
+        let admitted = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued < self.capacity).then_some(queued + 1)
+            });
+        if admitted.is_err() {
+            return Err(PasswordError::Overloaded);
+        }
+        let _slot = QueueSlot(&self.queued);
         let permit = self
             .permits
             .clone()
@@ -87,6 +108,22 @@ impl PasswordHasher {
         })
         .await
         .map_err(|_| PasswordError::Task)
+    }
+}
+
+/// Frees a queue place when the hash is done or the request went away.
+struct QueueSlot<'a>(&'a AtomicUsize);
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl PasswordHasher {
+    /// Hashes running or waiting for a core.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod keys;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,6 +16,7 @@ use crate::crypto::signing::KeyError;
 use crate::store::{
     NewRefreshToken, RefreshTokenRow, Rotation, SessionRow, Store, StoreError, UserRow,
 };
+use crate::throttle::{RetryAfter, Throttle};
 use keys::KeyRing;
 
 pub const EMAIL_MAX_CHARS: usize = 254;
@@ -40,9 +42,33 @@ pub enum DomainError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Password(#[from] PasswordError),
+    Password(PasswordError),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error("too many failed logins for this account from this address")]
+    Throttled(RetryAfter),
+    #[error("the server is busy hashing passwords; retry shortly")]
+    Overloaded,
+}
+
+impl DomainError {
+    /// Seconds to put in `Retry-After`, for errors that have one.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::Throttled(retry) => Some(retry.secs()),
+            Self::Overloaded => Some(1),
+            _ => None,
+        }
+    }
+}
+
+impl From<PasswordError> for DomainError {
+    fn from(err: PasswordError) -> Self {
+        match err {
+            PasswordError::Overloaded => Self::Overloaded,
+            other => Self::Password(other),
+        }
+    }
 }
 
 pub type Result<T, E = DomainError> = std::result::Result<T, E>;
@@ -96,6 +122,7 @@ pub struct AuthService {
     hasher: PasswordHasher,
     keys: Arc<KeyRing>,
     verifier: Arc<Verifier>,
+    throttle: Arc<Throttle>,
     policy: TokenPolicy,
 }
 
@@ -105,6 +132,7 @@ impl AuthService {
         hasher: PasswordHasher,
         keys: Arc<KeyRing>,
         verifier: Arc<Verifier>,
+        throttle: Arc<Throttle>,
         policy: TokenPolicy,
     ) -> Self {
         Self {
@@ -112,8 +140,13 @@ impl AuthService {
             hasher,
             keys,
             verifier,
+            throttle,
             policy,
         }
+    }
+
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
     }
 
     pub async fn register(&self, email: &str, password: String) -> Result<User> {
@@ -136,8 +169,15 @@ impl AuthService {
 
     /// Unknown accounts and wrong passwords take the same path: one argon2 verification
     /// (against a dummy hash for the former) and the same error.
-    pub async fn login(&self, email: &str, password: String) -> Result<TokenPair> {
+    /// A throttled (account, address) is refused before any hashing.
+    pub async fn login(&self, email: &str, password: String, client: IpAddr) -> Result<TokenPair> {
         let email = normalize_email(email);
+        match self.throttle.login_blocked(&email, client).await {
+            Ok(Some(retry)) => return Err(DomainError::Throttled(retry)),
+            Ok(None) => {}
+            // Availability over strictness: the per-IP rate limit still applies.
+            Err(err) => tracing::error!(error = %err, "login throttle unavailable; not enforced"),
+        }
         // An email that could never have registered is not looked up (PostgreSQL refuses
         // NUL bytes, for one), but still costs one hash.
         let user = match validate_email(&email) {
@@ -148,8 +188,16 @@ impl AuthService {
         let verified = self.hasher.verify(password.clone(), stored_hash).await?;
         let user = match (user, verified) {
             (Some(user), Verified::Correct | Verified::CorrectNeedsRehash) => user,
-            _ => return Err(DomainError::InvalidCredentials),
+            _ => {
+                if let Err(err) = self.throttle.record_login_failure(&email, client).await {
+                    tracing::error!(error = %err, "cannot count a failed login");
+                }
+                return Err(DomainError::InvalidCredentials);
+            }
         };
+        if let Err(err) = self.throttle.clear_login_failures(&email, client).await {
+            tracing::error!(error = %err, "cannot clear failed logins");
+        }
         let upgraded_hash = match verified {
             Verified::CorrectNeedsRehash => Some(self.hasher.hash(password).await?),
             _ => None,

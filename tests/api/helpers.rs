@@ -63,6 +63,13 @@ pub fn test_config(database_url: String) -> Config {
     config.argon2_parallelism = 1;
     config.signing_key_file = None;
     config.key_reload_interval = 30;
+    // Limits are off unless a test is about them: the suite sends many requests from
+    // one address.
+    config.rate_limit_per_ip = 0;
+    config.login_max_failures = 5;
+    config.login_failure_window = 900;
+    config.trust_forwarded_for = false;
+    config.redis_url = None;
     config
 }
 

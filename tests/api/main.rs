@@ -1,6 +1,7 @@
 //! Integration tests: each test spawns the real application on a random port against
 //! its own fresh database (SQLite, or PostgreSQL with `TEST_DATABASE_URL`).
 
+mod abuse;
 mod accounts;
 mod cli;
 mod edges;
