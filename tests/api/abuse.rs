@@ -266,7 +266,7 @@ async fn unknown_email_and_wrong_password_take_the_same_time() {
     })
     .await;
     let (email, _) = app.signed_in_user().await;
-    let mut median = |samples: &mut Vec<Duration>| {
+    let median = |samples: &mut Vec<Duration>| {
         samples.sort();
         samples[samples.len() / 2]
     };
