@@ -176,6 +176,15 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=30), hide = true)]
     pub key_reload_interval: u64,
 
+    /// Log format: `pretty` (human) or `json` (one object per line).
+    #[arg(
+        long,
+        env = "AUTHGATE_LOG_FORMAT",
+        value_name = "AUTHGATE_LOG_FORMAT",
+        default_value = "pretty"
+    )]
+    pub log_format: LogFormat,
+
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(
         long,
@@ -184,6 +193,12 @@ pub struct Config {
         default_value = "info"
     )]
     pub log: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
 }
 
 impl Config {
@@ -224,6 +239,7 @@ impl fmt::Debug for Config {
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("signing_key_file", &self.signing_key_file)
             .field("log", &self.log)
+            .field("log_format", &self.log_format)
             .finish_non_exhaustive()
     }
 }

@@ -11,6 +11,7 @@ pub mod api;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod metrics;
 pub mod startup;
 pub mod store;
 pub mod throttle;

@@ -17,6 +17,7 @@ use crate::crypto::password::PasswordHasher;
 use crate::crypto::signing::SigningKey;
 use crate::domain::keys::KeyRing;
 use crate::domain::{AuthService, TokenPolicy, now_ms};
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::throttle::Throttle;
 
@@ -88,12 +89,14 @@ impl Application {
             .await
             .context("AUTHGATE_REDIS_URL: cannot connect")?,
         );
+        let metrics = Arc::new(Metrics::new());
         let service = Arc::new(AuthService::new(
             store.clone(),
             hasher,
             keys.clone(),
             verifier,
             throttle.clone(),
+            metrics.clone(),
             policy,
         ));
 
@@ -117,6 +120,7 @@ impl Application {
                 issuer: config.issuer.clone(),
                 throttle,
                 trust_forwarded_for: config.trust_forwarded_for,
+                metrics,
             },
             store,
             reuse_grace_secs: config.refresh_reuse_grace,

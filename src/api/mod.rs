@@ -17,6 +17,7 @@ use poem_openapi::OpenApiService;
 
 use crate::domain::AuthService;
 use crate::domain::keys::KeyRing;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::throttle::Throttle;
 use problem::ProblemType;
@@ -61,6 +62,7 @@ pub struct State {
     pub issuer: String,
     pub throttle: Arc<Throttle>,
     pub trust_forwarded_for: bool,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn app(state: State) -> impl Endpoint<Output = Response> {
@@ -70,11 +72,15 @@ pub fn app(state: State) -> impl Endpoint<Output = Response> {
     let spec_yaml = api.spec_endpoint_yaml();
     let throttle = state.throttle;
     let trust_forwarded_for = state.trust_forwarded_for;
+    let metrics = state.metrics;
+    let observed = metrics.clone();
     Route::new()
         .nest("/", api)
         .nest("/docs", swagger_ui)
         .at("/openapi.json", spec_json)
         .at("/openapi.yaml", spec_yaml)
+        .at("/metrics", poem::get(render_metrics))
+        .data(metrics)
         .data(state.service)
         .data(state.keys)
         .data(state.store)
@@ -85,6 +91,97 @@ pub fn app(state: State) -> impl Endpoint<Output = Response> {
             async move { rate_limit(next, req, &throttle, trust_forwarded_for).await }
         })
         .catch_all_error(problem::catch_all)
+        .around(move |next, req| {
+            let metrics = observed.clone();
+            async move { observe(next, req, &metrics).await }
+        })
+}
+
+/// The routes we serve, as metric labels; anything else is one label, so scanners
+/// cannot blow up the metric's cardinality.
+fn route_label(path: &str) -> &'static str {
+    const ROUTES: &[&str] = &[
+        "/v1/auth/register",
+        "/v1/auth/login",
+        "/v1/auth/refresh",
+        "/v1/auth/revoke",
+        "/v1/auth/logout-all",
+        "/v1/auth/me",
+        "/.well-known/jwks.json",
+        "/.well-known/openid-configuration",
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+        "/openapi.json",
+        "/openapi.yaml",
+    ];
+    if path == "/docs" || path.starts_with("/docs/") {
+        return "/docs";
+    }
+    ROUTES
+        .iter()
+        .find(|route| **route == path)
+        .copied()
+        .unwrap_or("unmatched")
+}
+
+/// One log line and one metric sample per request, under a request id taken from
+/// `X-Request-Id` (when it is short and printable) or made, and returned.
+async fn observe<E: Endpoint>(
+    next: Arc<E>,
+    req: Request,
+    metrics: &Metrics,
+) -> poem::Result<Response> {
+    let started = std::time::Instant::now();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let method = req.method().clone();
+    let route = route_label(req.uri().path());
+    let mut response = next.call(req).await.map(IntoResponse::into_response)?;
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    metrics.observe_request(route, method.as_str(), status, elapsed.as_secs_f64());
+    tracing::info!(
+        target: "authgate::http",
+        request_id = %request_id,
+        method = %method,
+        route,
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+    if let Ok(value) = request_id.parse() {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    Ok(response)
+}
+
+#[poem::handler]
+fn render_metrics(
+    metrics: poem::web::Data<&Arc<Metrics>>,
+    service: poem::web::Data<&Arc<AuthService>>,
+    store: poem::web::Data<&Store>,
+) -> Response {
+    let hasher = service.hasher();
+    metrics.set_pool("argon2", "running", hasher.running());
+    metrics.set_pool(
+        "argon2",
+        "queued",
+        hasher.queued().saturating_sub(hasher.running()),
+    );
+    let (open, idle) = store.pool_stats();
+    metrics.set_pool("database", "open", open);
+    metrics.set_pool("database", "idle", idle);
+    Response::builder()
+        .header(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+        .body(metrics.render())
 }
 
 /// The peer address, or with `AUTHGATE_TRUST_FORWARDED_FOR` the rightmost

@@ -125,6 +125,11 @@ impl PasswordHasher {
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Acquire)
     }
+
+    /// Cores busy hashing.
+    pub fn running(&self) -> usize {
+        (self.capacity / (1 + QUEUE_PER_CORE)).saturating_sub(self.permits.available_permits())
+    }
 }
 
 fn argon2(params: &Params) -> Argon2<'static> {

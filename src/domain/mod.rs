@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::crypto::password::{PasswordError, PasswordHasher, Verified};
 use crate::crypto::refresh;
 use crate::crypto::signing::KeyError;
+use crate::metrics::{Metrics, RefreshOutcome};
 use crate::store::{
     NewRefreshToken, RefreshTokenRow, Rotation, SessionRow, Store, StoreError, UserRow,
 };
@@ -123,6 +124,7 @@ pub struct AuthService {
     keys: Arc<KeyRing>,
     verifier: Arc<Verifier>,
     throttle: Arc<Throttle>,
+    metrics: Arc<Metrics>,
     policy: TokenPolicy,
 }
 
@@ -133,6 +135,7 @@ impl AuthService {
         keys: Arc<KeyRing>,
         verifier: Arc<Verifier>,
         throttle: Arc<Throttle>,
+        metrics: Arc<Metrics>,
         policy: TokenPolicy,
     ) -> Self {
         Self {
@@ -141,6 +144,7 @@ impl AuthService {
             keys,
             verifier,
             throttle,
+            metrics,
             policy,
         }
     }
@@ -171,6 +175,23 @@ impl AuthService {
     /// (against a dummy hash for the former) and the same error.
     /// A throttled (account, address) is refused before any hashing.
     pub async fn login(&self, email: &str, password: String, client: IpAddr) -> Result<TokenPair> {
+        let result = self.login_unmetered(email, password, client).await;
+        self.metrics.login(match &result {
+            Ok(_) => "ok",
+            Err(DomainError::InvalidCredentials) => "invalid_credentials",
+            Err(DomainError::Throttled(_)) => "throttled",
+            Err(DomainError::Overloaded) => "overloaded",
+            Err(_) => "error",
+        });
+        result
+    }
+
+    async fn login_unmetered(
+        &self,
+        email: &str,
+        password: String,
+        client: IpAddr,
+    ) -> Result<TokenPair> {
         let email = normalize_email(email);
         match self.throttle.login_blocked(&email, client).await {
             Ok(Some(retry)) => return Err(DomainError::Throttled(retry)),
@@ -224,19 +245,23 @@ impl AuthService {
     /// Rotates a refresh token; see CONTRACT.md "Sessions and refresh rotation".
     pub async fn refresh(&self, presented: &str) -> Result<TokenPair> {
         let hash = refresh::hash(presented);
+        let reject = || {
+            self.metrics.refresh(RefreshOutcome::Rejected);
+            DomainError::InvalidRefreshToken
+        };
         let (mut row, session) = self
             .store
             .find_refresh_token(&hash)
             .await?
-            .ok_or(DomainError::InvalidRefreshToken)?;
+            .ok_or_else(reject)?;
         let now = now_ms();
         if session.revoked_at.is_some() || session.expires_at <= now {
-            return Err(DomainError::InvalidRefreshToken);
+            return Err(reject());
         }
 
         if row.spent_at.is_none() {
             if row.expires_at <= now {
-                return Err(DomainError::InvalidRefreshToken);
+                return Err(reject());
             }
             let (successor, successor_hash) = refresh::generate();
             let new_token = self.new_refresh_token(successor_hash, &session, now);
@@ -250,9 +275,10 @@ impl AuthService {
                 .await?
             {
                 Rotation::Rotated => {
+                    self.metrics.refresh(RefreshOutcome::Rotated);
                     return self.token_pair(&session, successor, successor_expires_at, now);
                 }
-                Rotation::SessionEnded => return Err(DomainError::InvalidRefreshToken),
+                Rotation::SessionEnded => return Err(reject()),
                 Rotation::AlreadySpent => {}
             }
             // A concurrent request spent it first: answer as for a spent token.
@@ -267,12 +293,15 @@ impl AuthService {
         {
             // Re-checked as one write, so a revoke that has committed is never outrun.
             if !self.store.touch_live_session(session.id, now).await? {
-                return Err(DomainError::InvalidRefreshToken);
+                return Err(reject());
             }
+            self.metrics.refresh(RefreshOutcome::SpentInGrace);
             return self.token_pair(&session, successor, expires_at, now);
         }
         // Reuse outside the grace window: assume theft and end the whole session.
+        self.metrics.refresh(RefreshOutcome::ReuseDetected);
         if self.store.revoke_session(session.id, now).await? {
+            self.metrics.revoked("reuse_detected", 1);
             tracing::warn!(session_id = %session.id, user_id = %session.user_id,
                 "refresh token reuse detected; session revoked");
         }
@@ -312,18 +341,21 @@ impl AuthService {
     /// Ends the session of a refresh token, spent or not. Unknown tokens are ignored
     /// (RFC 7009).
     pub async fn revoke(&self, presented: &str) -> Result<()> {
-        if let Some((_, session)) = self
+        let found = self
             .store
             .find_refresh_token(&refresh::hash(presented))
-            .await?
+            .await?;
+        if let Some((_, session)) = found
+            && self.store.revoke_session(session.id, now_ms()).await?
         {
-            self.store.revoke_session(session.id, now_ms()).await?;
+            self.metrics.revoked("revoke", 1);
         }
         Ok(())
     }
 
     pub async fn logout_all(&self, user_id: Uuid) -> Result<()> {
-        self.store.revoke_user_sessions(user_id, now_ms()).await?;
+        let ended = self.store.revoke_user_sessions(user_id, now_ms()).await?;
+        self.metrics.revoked("logout_all", ended);
         Ok(())
     }
 

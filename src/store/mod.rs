@@ -92,6 +92,21 @@ impl Store {
         migration::Migrator::up(&self.db, None).await
     }
 
+    /// Connections open and idle in the pool.
+    pub fn pool_stats(&self) -> (usize, usize) {
+        match self.db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                (pool.size() as usize, pool.num_idle())
+            }
+            sea_orm::DbBackend::Sqlite => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size() as usize, pool.num_idle())
+            }
+            _ => (0, 0),
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), DbErr> {
         self.db.ping().await
     }

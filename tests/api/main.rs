@@ -7,5 +7,6 @@ mod cli;
 mod edges;
 mod helpers;
 mod keys;
+mod ops;
 mod sessions;
 mod tokens;
