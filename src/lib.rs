@@ -16,7 +16,7 @@ pub mod startup;
 pub mod store;
 pub mod throttle;
 
-use config::{Cli, Command, KeysCommand};
+use config::{Cli, Command, ConfigCommand, KeysCommand};
 
 /// Runs one command of the CLI.
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -45,6 +45,27 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             let kid =
                 domain::keys::KeyRing::rotate(&store, config.signing_key_file.is_some()).await?;
             println!("{kid}");
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::List,
+        } => {
+            let store = startup::connect(&config.database_url).await?;
+            store.migrate().await?;
+            print!("{}", domain::keys::describe_keys(&store, &config).await?);
+            Ok(())
+        }
+        Command::Cleanup => {
+            let store = startup::connect(&config.database_url).await?;
+            store.migrate().await?;
+            let deleted = domain::cleanup(&store).await?;
+            println!("deleted {deleted} rows");
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            println!("{config:#?}");
             Ok(())
         }
     }

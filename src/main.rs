@@ -1,16 +1,15 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
 use tracing_subscriber::EnvFilter;
 
-use authgate::config::{Cli, LogFormat};
+use authgate::config::{Cli, ConfigError, LogFormat};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_with_file(std::env::args_os()) {
         Ok(cli) => cli,
-        Err(err)
+        Err(ConfigError::Cli(err))
             if matches!(
                 err.kind(),
                 ErrorKind::DisplayHelp | ErrorKind::DisplayVersion

@@ -144,6 +144,7 @@ impl Application {
                 self.key_reload_interval,
             )),
             tokio::spawn(prune_throttle(self.state.throttle.clone())),
+            tokio::spawn(clean_up_periodically(self.store.clone())),
             tokio::spawn(erase_sealed_successors(
                 self.store.clone(),
                 self.reuse_grace_secs,
@@ -201,6 +202,20 @@ async fn erase_sealed_successors(store: Store, grace_secs: u64) {
         match store.erase_sealed_successors(since, cutoff).await {
             Ok(_) => since = cutoff - 60_000,
             Err(err) => tracing::warn!(error = %err, "erasing sealed refresh successors failed"),
+        }
+    }
+}
+
+/// Every instance cleans up; the deletes are batched single statements, so running
+/// them at once is safe.
+async fn clean_up_periodically(store: Store) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        ticks.tick().await;
+        match crate::domain::cleanup(&store).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted ended sessions and expired tokens"),
+            Err(err) => tracing::warn!(error = %err, "cleanup failed"),
         }
     }
 }

@@ -96,6 +96,22 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
+        for (name, column) in [
+            ("idx_sessions_expires_at", Sessions::ExpiresAt),
+            ("idx_sessions_revoked_at", Sessions::RevokedAt),
+        ] {
+            manager
+                .create_index(
+                    Index::create()
+                        .if_not_exists()
+                        .name(name)
+                        .table(Sessions::Table)
+                        .col(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+
         manager
             .create_table(
                 Table::create()
@@ -135,6 +151,16 @@ impl MigrationTrait for Migration {
                     .name("idx_refresh_tokens_spent_at")
                     .table(RefreshTokens::Table)
                     .col(RefreshTokens::SpentAt)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name("idx_refresh_tokens_expires_at")
+                    .table(RefreshTokens::Table)
+                    .col(RefreshTokens::ExpiresAt)
                     .to_owned(),
             )
             .await?;

@@ -237,7 +237,9 @@ pub async fn catch_all(err: poem::Error) -> Response {
         }
         return response;
     } else if err.is::<ContentTypeError>() {
-        UnsupportedMediaType
+        // A body that is not declared JSON is as malformed as bad JSON (the contract's
+        // 400), and keeps every operation's documented statuses to what it declares.
+        MalformedRequest
     } else if err.is::<NotFoundError>() {
         NotFound
     } else if err.is::<MethodNotAllowedError>() {

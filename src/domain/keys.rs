@@ -103,12 +103,12 @@ impl KeyRing {
                 jwks.insert(0, signing::public_jwk(key.kid(), key.public_x()));
                 key.clone()
             }
-            // The newest key whose activation time has passed, or on first start the
-            // only one; rows come newest first, so every instance picks the same.
+            // The newest key whose activation time has passed, or before any has (first
+            // start) the oldest; rows come newest first, so every instance picks the same.
             None => match rows
                 .iter()
                 .find(|row| row.created_at + self.activation_delay_ms <= now)
-                .or(rows.first())
+                .or(rows.last())
             {
                 Some(row) if row.kid == self.signer().kid() => self.signer(),
                 Some(row) => Arc::new(SigningKey::from_pem(&row.private_key_pem).map_err(
@@ -153,6 +153,54 @@ impl KeyRing {
             .jwks
             .clone()
     }
+}
+
+/// One line per stored key: kid, state, created and retired times (RFC 3339).
+pub async fn describe_keys(
+    store: &Store,
+    config: &crate::config::Config,
+) -> Result<String, KeyRingError> {
+    let rows = store.signing_keys().await?;
+    let now = super::now_ms();
+    let activation = (config.key_reload_interval * 1000) as i64;
+    let lifetime = 2 * activation + (config.access_ttl as i64 + 60) * 1000;
+    let signer = rows
+        .iter()
+        .find(|row| row.created_at + activation <= now)
+        .or(rows.last())
+        .map(|row| row.kid.clone());
+    let mut out = String::from("kid\tstate\tcreated_at\tretired_at\n");
+    for row in &rows {
+        let state = if config.signing_key_file.is_none() && signer.as_deref() == Some(&row.kid) {
+            "signing"
+        } else if row
+            .retired_at
+            .is_none_or(|retired| retired + lifetime > now)
+        {
+            "published"
+        } else {
+            "expired"
+        };
+        out.push_str(&format!(
+            "{}\t{state}\t{}\t{}\n",
+            row.kid,
+            rfc3339(row.created_at),
+            row.retired_at
+                .map(rfc3339)
+                .unwrap_or_else(|| "-".to_owned())
+        ));
+    }
+    Ok(out)
+}
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 fn new_row(key: &SigningKey) -> SigningKeyRow {

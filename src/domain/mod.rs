@@ -418,6 +418,23 @@ impl AuthService {
     }
 }
 
+/// Rows deleted per statement by [`cleanup`]: small enough not to hold locks long.
+pub const CLEANUP_BATCH: u64 = 1000;
+
+/// Deletes ended sessions and idle-expired refresh tokens in bounded batches, until
+/// none are left (or a bounded number of batches ran). Returns the rows deleted.
+pub async fn cleanup(store: &Store) -> Result<u64, StoreError> {
+    let mut total = 0;
+    for _ in 0..1000 {
+        let deleted = store.delete_expired(now_ms(), CLEANUP_BATCH).await?;
+        total += deleted;
+        if deleted < CLEANUP_BATCH {
+            break;
+        }
+    }
+    Ok(total)
+}
+
 /// Emails are trimmed and lower-cased before they are stored or compared.
 pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()

@@ -269,6 +269,40 @@ impl Store {
         Ok(erased.rows_affected)
     }
 
+    /// Deletes up to `batch` ended sessions (revoked, or past their end; their refresh
+    /// tokens go by cascade) and up to `batch` refresh tokens past their idle expiry.
+    /// Each is one statement, so instances running it at once just share the work.
+    pub async fn delete_expired(&self, now: i64, batch: u64) -> Result<u64> {
+        use sea_orm::sea_query::{Cond, Query};
+        let ended = Query::select()
+            .column(sessions::Column::Id)
+            .from(sessions::Entity)
+            .cond_where(
+                Cond::any()
+                    .add(sessions::Column::RevokedAt.is_not_null())
+                    .add(sessions::Column::ExpiresAt.lte(now)),
+            )
+            .limit(batch)
+            .to_owned();
+        let sessions = sessions::Entity::delete_many()
+            .filter(sessions::Column::Id.in_subquery(ended))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        let idle = Query::select()
+            .column(refresh_tokens::Column::Id)
+            .from(refresh_tokens::Entity)
+            .and_where(refresh_tokens::Column::ExpiresAt.lte(now))
+            .limit(batch)
+            .to_owned();
+        let tokens = refresh_tokens::Entity::delete_many()
+            .filter(refresh_tokens::Column::Id.in_subquery(idle))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        Ok(sessions + tokens)
+    }
+
     /// Signing keys, newest first.
     pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>> {
         Ok(signing_keys::Entity::find()

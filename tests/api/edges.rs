@@ -71,7 +71,7 @@ async fn a_body_just_under_the_limit_is_parsed() {
 }
 
 #[tokio::test]
-async fn a_wrong_content_type_gets_a_4xx_problem() {
+async fn a_body_not_declared_as_json_gets_400() {
     let app = spawn_app().await;
     let response = app
         .client
@@ -83,7 +83,14 @@ async fn a_wrong_content_type_gets_a_4xx_problem() {
         .send()
         .await
         .unwrap();
-    assert_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    assert_problem(response, StatusCode::BAD_REQUEST).await;
+    let no_content_type = app
+        .client
+        .post(app.url("/v1/auth/refresh"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(no_content_type, StatusCode::BAD_REQUEST).await;
 }
 
 #[tokio::test]

@@ -250,3 +250,121 @@ async fn logs_of_a_full_flow_hold_no_secret_and_one_json_line_per_request() {
         }
     }
 }
+
+#[tokio::test]
+async fn cleanup_deletes_ended_sessions_and_their_tokens_but_not_live_ones() {
+    use authgate::store::entities::{refresh_tokens, sessions};
+    use sea_orm::{EntityTrait, PaginatorTrait};
+
+    let app = crate::helpers::spawn_app_with(|config| config.refresh_ttl = 1).await;
+    let (email, revoked) = app.signed_in_user().await;
+    app.revoke(&str_field(&revoked, "refresh_token")).await;
+    let idle = app.login_ok(&email).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let live = app.login_ok(&email).await;
+    let db = app.db().await;
+    assert_eq!(sessions::Entity::find().count(&db).await.unwrap(), 3);
+
+    let output = Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .arg("cleanup")
+        .env("AUTHGATE_DATABASE_URL", &app.config.database_url)
+        .env("AUTHGATE_LOG", "error")
+        .output()
+        .unwrap();
+
+    assert!(output.status.success(), "{output:?}");
+    // The revoked session and its token; the idle session's expired token.
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "deleted 2 rows"
+    );
+    assert_eq!(sessions::Entity::find().count(&db).await.unwrap(), 2);
+    assert_eq!(refresh_tokens::Entity::find().count(&db).await.unwrap(), 1);
+    assert_eq!(
+        app.refresh(&str_field(&live, "refresh_token"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.refresh(&str_field(&idle, "refresh_token"))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn keys_list_shows_which_key_signs_and_which_are_published() {
+    let app = crate::helpers::spawn_app().await;
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_authgate"))
+            .args(args)
+            .env("AUTHGATE_DATABASE_URL", &app.config.database_url)
+            .env("AUTHGATE_LOG", "error")
+            .env("AUTHGATE_KEY_RELOAD_INTERVAL", "30")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let listed = run(&["keys", "list"]);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(
+        listed.lines().nth(1).unwrap().contains("\tsigning\t"),
+        "{listed}"
+    );
+
+    let new_kid = run(&["keys", "rotate"]).trim().to_owned();
+    let listed = run(&["keys", "list"]);
+
+    // The new key is published at once and signs after one reload interval.
+    let states: Vec<(&str, &str)> = listed
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let mut fields = line.split('\t');
+            (fields.next().unwrap(), fields.next().unwrap())
+        })
+        .collect();
+    assert_eq!(states.len(), 2, "{listed}");
+    assert!(
+        states.contains(&(new_kid.as_str(), "published")),
+        "{listed}"
+    );
+    assert!(
+        states
+            .iter()
+            .any(|(kid, state)| *kid != new_kid && *state == "signing"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn config_check_prints_the_effective_configuration_without_secrets() {
+    let path = std::env::temp_dir().join(format!("authgate-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &path,
+        "database_url = \"postgres://app:hunter2@db.internal/auth\"\naccess_ttl = 300\naudience = \"from-file\"\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(["config", "check", "--config", path.to_str().unwrap()])
+        .env_remove("AUTHGATE_DATABASE_URL")
+        .env_remove("AUTHGATE_ACCESS_TTL")
+        .env("AUTHGATE_AUDIENCE", "from-env")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert!(printed.contains("access_ttl: 300"), "{printed}");
+    assert!(
+        printed.contains("\"from-env\""),
+        "the environment wins: {printed}"
+    );
+    assert!(
+        printed.contains("postgres://app:***@db.internal/auth"),
+        "{printed}"
+    );
+    assert!(!printed.contains("hunter2"));
+}
