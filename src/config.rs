@@ -43,6 +43,19 @@ pub enum Command {
     /// Delete ended sessions and expired refresh tokens now (serve also does this
     /// every few minutes), and print how many rows went.
     Cleanup,
+    /// Print the audit trail, oldest first: time, event, user, session, client IP,
+    /// user agent, detail (tab-separated).
+    Audit {
+        /// Only this user's events.
+        #[arg(long, value_name = "EMAIL")]
+        user: Option<String>,
+        /// Only events from this time on: RFC 3339, or an age like `30m`, `12h`, `7d`.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 1000)]
+        limit: u64,
+    },
     /// Configuration.
     Config {
         #[command(subcommand)]

@@ -62,11 +62,44 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             println!("deleted {deleted} rows");
             Ok(())
         }
+        Command::Audit { user, since, limit } => {
+            let store = startup::connect(&config.database_url).await?;
+            store.migrate().await?;
+            let since = since.as_deref().map(parse_since).transpose()?;
+            print!(
+                "{}",
+                domain::audit_trail(&store, user.as_deref(), since, limit).await?
+            );
+            Ok(())
+        }
         Command::Config {
             command: ConfigCommand::Check,
         } => {
             println!("{config:#?}");
             Ok(())
         }
+    }
+}
+
+/// `--since`: RFC 3339, or an age such as `90s`, `30m`, `12h`, `7d` (Unix ms).
+fn parse_since(text: &str) -> anyhow::Result<i64> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(at) = time::OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok((at.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    match number.parse::<i64>() {
+        Ok(n) if seconds > 0 => Ok(domain::now_ms() - n * seconds * 1000),
+        _ => anyhow::bail!("--since: {text:?} is neither RFC 3339 nor an age like 12h"),
     }
 }

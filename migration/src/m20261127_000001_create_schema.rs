@@ -49,6 +49,19 @@ enum SigningKeys {
     RetiredAt,
 }
 
+#[derive(DeriveIden)]
+enum AuditEvents {
+    Table,
+    Id,
+    At,
+    Event,
+    UserId,
+    SessionId,
+    ClientIp,
+    UserAgent,
+    Detail,
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -165,6 +178,39 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
+        // No foreign keys: the trail outlives the users and sessions it names.
+        manager
+            .create_table(
+                Table::create()
+                    .table(AuditEvents::Table)
+                    .if_not_exists()
+                    .col(uuid(AuditEvents::Id).primary_key())
+                    .col(big_integer(AuditEvents::At))
+                    .col(string_len(AuditEvents::Event, 32))
+                    .col(uuid_null(AuditEvents::UserId))
+                    .col(uuid_null(AuditEvents::SessionId))
+                    .col(string_len_null(AuditEvents::ClientIp, 45))
+                    .col(string_len_null(AuditEvents::UserAgent, 256))
+                    .col(string_len_null(AuditEvents::Detail, 512))
+                    .to_owned(),
+            )
+            .await?;
+        for (name, column) in [
+            ("idx_audit_events_at", AuditEvents::At),
+            ("idx_audit_events_user_id", AuditEvents::UserId),
+        ] {
+            manager
+                .create_index(
+                    Index::create()
+                        .if_not_exists()
+                        .name(name)
+                        .table(AuditEvents::Table)
+                        .col(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+
         manager
             .create_table(
                 Table::create()
@@ -182,6 +228,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in [
+            AuditEvents::Table.into_iden(),
             RefreshTokens::Table.into_iden(),
             Sessions::Table.into_iden(),
             Users::Table.into_iden(),

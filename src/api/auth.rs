@@ -9,10 +9,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::ClientIp;
 use super::problem::{Problem, ProblemType, from_domain, www_authenticate};
 use super::strict::StrictString;
-use crate::domain::{self, AuthService, Authenticated, DomainError};
+use crate::domain::{self, AuthService, Authenticated, Client, DomainError};
 
 #[derive(Tags)]
 enum ApiTags {
@@ -266,10 +265,11 @@ impl AuthApi {
     async fn register(
         &self,
         service: Data<&Arc<AuthService>>,
+        client: Data<&Client>,
         body: Json<Credentials>,
     ) -> RegisterResponse {
         let Json(Credentials { email, password }) = body;
-        match service.register(&email.0, password.0).await {
+        match service.register(&email.0, password.0, client.0).await {
             Ok(user) => RegisterResponse::Created(Json(user.into())),
             Err(err) => err.into(),
         }
@@ -280,11 +280,11 @@ impl AuthApi {
     async fn login(
         &self,
         service: Data<&Arc<AuthService>>,
-        client: Data<&ClientIp>,
+        client: Data<&Client>,
         body: Json<Credentials>,
     ) -> TokenResponse {
         let Json(Credentials { email, password }) = body;
-        match service.login(&email.0, password.0, client.0.0).await {
+        match service.login(&email.0, password.0, client.0).await {
             Ok(pair) => TokenResponse::Ok(Json(pair.into()), NO_STORE.to_owned()),
             Err(err) => err.into(),
         }
@@ -298,9 +298,10 @@ impl AuthApi {
     async fn refresh(
         &self,
         service: Data<&Arc<AuthService>>,
+        client: Data<&Client>,
         body: Json<RefreshTokenRequest>,
     ) -> TokenResponse {
-        match service.refresh(&body.0.refresh_token.0).await {
+        match service.refresh(&body.0.refresh_token.0, client.0).await {
             Ok(pair) => TokenResponse::Ok(Json(pair.into()), NO_STORE.to_owned()),
             Err(err) => err.into(),
         }
@@ -311,9 +312,10 @@ impl AuthApi {
     async fn revoke(
         &self,
         service: Data<&Arc<AuthService>>,
+        client: Data<&Client>,
         body: Json<RefreshTokenRequest>,
     ) -> RevokeResponse {
-        match service.revoke(&body.0.refresh_token.0).await {
+        match service.revoke(&body.0.refresh_token.0, client.0).await {
             Ok(()) => RevokeResponse::NoContent,
             Err(err) => err.into(),
         }
@@ -324,9 +326,10 @@ impl AuthApi {
     async fn logout_all(
         &self,
         service: Data<&Arc<AuthService>>,
+        client: Data<&Client>,
         auth: BearerAuth,
     ) -> LogoutAllResponse {
-        match service.logout_all(auth.0.user.id).await {
+        match service.logout_all(auth.0.user.id, client.0).await {
             Ok(()) => LogoutAllResponse::NoContent,
             Err(err) => LogoutAllResponse::Internal(Json(from_domain(&err))),
         }

@@ -15,8 +15,8 @@ use poem::http::{Method, header};
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::OpenApiService;
 
-use crate::domain::AuthService;
 use crate::domain::keys::KeyRing;
+use crate::domain::{AuthService, Client};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::throttle::Throttle;
@@ -28,10 +28,6 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// No request is worked on longer than this (503 past it).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The client's address, as the rate limits see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientIp(pub IpAddr);
 
 type Apis = (auth::AuthApi, wellknown::WellKnownApi, health::HealthApi);
 
@@ -205,7 +201,12 @@ async fn rate_limit<E: Endpoint>(
     trust_forwarded_for: bool,
 ) -> poem::Result<Response> {
     let ip = client_ip(&req, trust_forwarded_for);
-    req.extensions_mut().insert(ClientIp(ip));
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    req.extensions_mut().insert(Client { ip, user_agent });
     if req.method() == Method::POST && req.uri().path().starts_with("/v1/auth/") {
         match throttle.check_rate(ip).await {
             Ok(Ok(())) => {}

@@ -60,7 +60,7 @@ impl KeyRing {
             .any(|row| row.retired_at.is_none())
         {
             store
-                .add_signing_key(new_row(&SigningKey::generate()), false)
+                .add_signing_key(new_row(&SigningKey::generate()), false, None)
                 .await?;
         }
         let activation_delay_ms = reload_interval.as_millis() as i64;
@@ -134,7 +134,20 @@ impl KeyRing {
             return Err(KeyRingError::KeyFromFile);
         }
         let key = SigningKey::generate();
-        store.add_signing_key(new_row(&key), true).await?;
+        let row = new_row(&key);
+        let actor = crate::store::Actor {
+            client_ip: None,
+            user_agent: Some("authgate keys rotate".to_owned()),
+        };
+        let audit = crate::store::Audit {
+            event: "key_rotated",
+            actor: &actor,
+            user_id: None,
+            session_id: None,
+            detail: Some(format!("kid {}", key.kid())),
+            at: row.created_at,
+        };
+        store.add_signing_key(row, true, Some(&audit)).await?;
         Ok(key.kid().to_owned())
     }
 

@@ -15,7 +15,8 @@ use crate::crypto::refresh;
 use crate::crypto::signing::KeyError;
 use crate::metrics::{Metrics, RefreshOutcome};
 use crate::store::{
-    NewRefreshToken, RefreshTokenRow, Rotation, SessionRow, Store, StoreError, UserRow,
+    Actor, Audit, NewRefreshToken, RefreshTokenRow, Rotation, SessionRow, Store, StoreError,
+    UserRow,
 };
 use crate::throttle::{RetryAfter, Throttle};
 use keys::KeyRing;
@@ -73,6 +74,40 @@ impl From<PasswordError> for DomainError {
 }
 
 pub type Result<T, E = DomainError> = std::result::Result<T, E>;
+
+/// Who is calling: the client address (for throttling and the audit trail) and its
+/// user agent (for the audit trail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub ip: IpAddr,
+    pub user_agent: Option<String>,
+}
+
+impl Client {
+    fn actor(&self) -> Actor {
+        Actor {
+            client_ip: Some(self.ip.to_string()),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+}
+
+fn audit<'a>(
+    event: &'static str,
+    actor: &'a Actor,
+    user_id: Option<Uuid>,
+    session_id: Option<Uuid>,
+    at: i64,
+) -> Audit<'a> {
+    Audit {
+        event,
+        actor,
+        user_id,
+        session_id,
+        detail: None,
+        at,
+    }
+}
 
 /// Token lifetimes and identities, from the configuration.
 #[derive(Debug, Clone)]
@@ -153,7 +188,7 @@ impl AuthService {
         &self.hasher
     }
 
-    pub async fn register(&self, email: &str, password: String) -> Result<User> {
+    pub async fn register(&self, email: &str, password: String, client: &Client) -> Result<User> {
         let email = normalize_email(email);
         validate_email(&email)?;
         validate_password(&password)?;
@@ -164,7 +199,9 @@ impl AuthService {
             password_hash,
             created_at: now_ms(),
         };
-        match self.store.insert_user(user.clone()).await {
+        let actor = client.actor();
+        let audit = audit("register", &actor, Some(user.id), None, user.created_at);
+        match self.store.insert_user(user.clone(), &audit).await {
             Ok(()) => Ok(user.into()),
             Err(StoreError::Duplicate) => Err(DomainError::EmailTaken),
             Err(err) => Err(err.into()),
@@ -174,7 +211,7 @@ impl AuthService {
     /// Unknown accounts and wrong passwords take the same path: one argon2 verification
     /// (against a dummy hash for the former) and the same error.
     /// A throttled (account, address) is refused before any hashing.
-    pub async fn login(&self, email: &str, password: String, client: IpAddr) -> Result<TokenPair> {
+    pub async fn login(&self, email: &str, password: String, client: &Client) -> Result<TokenPair> {
         let result = self.login_unmetered(email, password, client).await;
         self.metrics.login(match &result {
             Ok(_) => "ok",
@@ -190,10 +227,11 @@ impl AuthService {
         &self,
         email: &str,
         password: String,
-        client: IpAddr,
+        client: &Client,
     ) -> Result<TokenPair> {
         let email = normalize_email(email);
-        match self.throttle.login_blocked(&email, client).await {
+        let actor = client.actor();
+        match self.throttle.login_blocked(&email, client.ip).await {
             Ok(Some(retry)) => return Err(DomainError::Throttled(retry)),
             Ok(None) => {}
             // Availability over strictness: the per-IP rate limit still applies.
@@ -209,14 +247,20 @@ impl AuthService {
         let verified = self.hasher.verify(password.clone(), stored_hash).await?;
         let user = match (user, verified) {
             (Some(user), Verified::Correct | Verified::CorrectNeedsRehash) => user,
-            _ => {
-                if let Err(err) = self.throttle.record_login_failure(&email, client).await {
+            (user, _) => {
+                if let Err(err) = self.throttle.record_login_failure(&email, client.ip).await {
                     tracing::error!(error = %err, "cannot count a failed login");
                 }
+                let mut failed = audit("login_failed", &actor, user.map(|u| u.id), None, now_ms());
+                failed.detail = failed
+                    .user_id
+                    .is_none()
+                    .then(|| "unknown account".to_owned());
+                self.store.record(&failed).await?;
                 return Err(DomainError::InvalidCredentials);
             }
         };
-        if let Err(err) = self.throttle.clear_login_failures(&email, client).await {
+        if let Err(err) = self.throttle.clear_login_failures(&email, client.ip).await {
             tracing::error!(error = %err, "cannot clear failed logins");
         }
         let upgraded_hash = match verified {
@@ -236,15 +280,17 @@ impl AuthService {
         let (refresh_token, hash) = refresh::generate();
         let new_token = self.new_refresh_token(hash, &session, now);
         let refresh_expires_at = new_token.expires_at;
+        let started = audit("login", &actor, Some(user.id), Some(session.id), now);
         self.store
-            .start_session(session.clone(), new_token, upgraded_hash)
+            .start_session(session.clone(), new_token, upgraded_hash, &started)
             .await?;
         self.token_pair(&session, refresh_token, refresh_expires_at, now)
     }
 
     /// Rotates a refresh token; see CONTRACT.md "Sessions and refresh rotation".
-    pub async fn refresh(&self, presented: &str) -> Result<TokenPair> {
+    pub async fn refresh(&self, presented: &str, client: &Client) -> Result<TokenPair> {
         let hash = refresh::hash(presented);
+        let actor = client.actor();
         let reject = || {
             self.metrics.refresh(RefreshOutcome::Rejected);
             DomainError::InvalidRefreshToken
@@ -271,7 +317,20 @@ impl AuthService {
                 (self.policy.reuse_grace_secs > 0).then(|| refresh::seal(presented, &successor));
             match self
                 .store
-                .rotate_refresh_token(row.id, session.id, now, new_token, sealed)
+                .rotate_refresh_token(
+                    row.id,
+                    session.id,
+                    now,
+                    new_token,
+                    sealed,
+                    &audit(
+                        "refresh",
+                        &actor,
+                        Some(session.user_id),
+                        Some(session.id),
+                        now,
+                    ),
+                )
                 .await?
             {
                 Rotation::Rotated => {
@@ -300,7 +359,14 @@ impl AuthService {
         }
         // Reuse outside the grace window: assume theft and end the whole session.
         self.metrics.refresh(RefreshOutcome::ReuseDetected);
-        if self.store.revoke_session(session.id, now).await? {
+        let theft = audit(
+            "reuse_detected",
+            &actor,
+            Some(session.user_id),
+            Some(session.id),
+            now,
+        );
+        if self.store.revoke_session(session.id, &theft).await? {
             self.metrics.revoked("reuse_detected", 1);
             tracing::warn!(session_id = %session.id, user_id = %session.user_id,
                 "refresh token reuse detected; session revoked");
@@ -340,21 +406,41 @@ impl AuthService {
 
     /// Ends the session of a refresh token, spent or not. Unknown tokens are ignored
     /// (RFC 7009).
-    pub async fn revoke(&self, presented: &str) -> Result<()> {
+    pub async fn revoke(&self, presented: &str, client: &Client) -> Result<()> {
         let found = self
             .store
             .find_refresh_token(&refresh::hash(presented))
             .await?;
+        let actor = client.actor();
         if let Some((_, session)) = found
-            && self.store.revoke_session(session.id, now_ms()).await?
+            && self
+                .store
+                .revoke_session(
+                    session.id,
+                    &audit(
+                        "revoke",
+                        &actor,
+                        Some(session.user_id),
+                        Some(session.id),
+                        now_ms(),
+                    ),
+                )
+                .await?
         {
             self.metrics.revoked("revoke", 1);
         }
         Ok(())
     }
 
-    pub async fn logout_all(&self, user_id: Uuid) -> Result<()> {
-        let ended = self.store.revoke_user_sessions(user_id, now_ms()).await?;
+    pub async fn logout_all(&self, user_id: Uuid, client: &Client) -> Result<()> {
+        let actor = client.actor();
+        let ended = self
+            .store
+            .revoke_user_sessions(
+                user_id,
+                &audit("logout_all", &actor, Some(user_id), None, now_ms()),
+            )
+            .await?;
         self.metrics.revoked("logout_all", ended);
         Ok(())
     }
@@ -433,6 +519,43 @@ pub async fn cleanup(store: &Store) -> Result<u64, StoreError> {
         }
     }
     Ok(total)
+}
+
+/// The audit trail as tab-separated lines, for `authgate audit`.
+pub async fn audit_trail(
+    store: &Store,
+    email: Option<&str>,
+    since: Option<i64>,
+    limit: u64,
+) -> Result<String, StoreError> {
+    let user_id = match email {
+        Some(email) => match store.find_user_by_email(&normalize_email(email)).await? {
+            Some(user) => Some(user.id),
+            None => return Ok(String::new()),
+        },
+        None => None,
+    };
+    let show = |value: Option<String>| value.unwrap_or_else(|| "-".to_owned());
+    let mut out = String::new();
+    for event in store.audit_events(user_id, since, limit).await? {
+        let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(event.at) * 1_000_000)
+            .ok()
+            .and_then(|at| {
+                at.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{at}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            event.event,
+            show(event.user_id.map(|id| id.to_string())),
+            show(event.session_id.map(|id| id.to_string())),
+            show(event.client_ip),
+            show(event.user_agent),
+            show(event.detail),
+        ));
+    }
+    Ok(out)
 }
 
 /// Emails are trimmed and lower-cased before they are stored or compared.

@@ -145,3 +145,27 @@ pub mod signing_keys {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod audit_events {
+    use sea_orm::entity::prelude::*;
+
+    /// One security event, written in the transaction of the change it records.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_events")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub at: i64,
+        pub event: String,
+        pub user_id: Option<Uuid>,
+        pub session_id: Option<Uuid>,
+        pub client_ip: Option<String>,
+        pub user_agent: Option<String>,
+        pub detail: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

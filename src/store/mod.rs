@@ -15,7 +15,9 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use entities::{refresh_tokens, sessions, signing_keys, users};
+use entities::{audit_events, refresh_tokens, sessions, signing_keys, users};
+
+pub use entities::audit_events::Model as AuditRow;
 
 pub use entities::refresh_tokens::Model as RefreshTokenRow;
 pub use entities::sessions::Model as SessionRow;
@@ -58,6 +60,48 @@ pub struct NewRefreshToken {
     pub id: Uuid,
     pub hash: Vec<u8>,
     pub expires_at: i64,
+}
+
+/// Who did something, as the audit trail records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actor {
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A security event to record.
+#[derive(Debug, Clone)]
+pub struct Audit<'a> {
+    pub event: &'static str,
+    pub actor: &'a Actor,
+    pub user_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    pub detail: Option<String>,
+    pub at: i64,
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+async fn insert_audit(db: &impl sea_orm::ConnectionTrait, audit: &Audit<'_>) -> Result<(), DbErr> {
+    audit_events::Entity::insert(audit_events::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        at: Set(audit.at),
+        event: Set(audit.event.to_owned()),
+        user_id: Set(audit.user_id),
+        session_id: Set(audit.session_id),
+        client_ip: Set(audit.actor.client_ip.as_deref().map(|ip| truncate(ip, 45))),
+        user_agent: Set(audit
+            .actor
+            .user_agent
+            .as_deref()
+            .map(|ua| truncate(ua, 256))),
+        detail: Set(audit.detail.as_deref().map(|detail| truncate(detail, 512))),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
 }
 
 #[derive(Clone, Debug)]
@@ -111,11 +155,38 @@ impl Store {
         self.db.ping().await
     }
 
-    pub async fn insert_user(&self, user: UserRow) -> Result<()> {
+    pub async fn insert_user(&self, user: UserRow, audit: &Audit<'_>) -> Result<()> {
+        let txn = self.db.begin().await?;
         users::Entity::insert(users::ActiveModel::from(user))
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&txn)
             .await?;
+        insert_audit(&txn, audit).await?;
+        txn.commit().await?;
         Ok(())
+    }
+
+    /// Records an event that changes nothing else (a failed login).
+    pub async fn record(&self, audit: &Audit<'_>) -> Result<()> {
+        Ok(insert_audit(&self.db, audit).await?)
+    }
+
+    /// Events, oldest first, optionally of one user and from a time on.
+    pub async fn audit_events(
+        &self,
+        user_id: Option<Uuid>,
+        since: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<AuditRow>> {
+        let mut query = audit_events::Entity::find()
+            .order_by_asc(audit_events::Column::At)
+            .limit(limit);
+        if let Some(user_id) = user_id {
+            query = query.filter(audit_events::Column::UserId.eq(user_id));
+        }
+        if let Some(since) = since {
+            query = query.filter(audit_events::Column::At.gte(since));
+        }
+        Ok(query.all(&self.db).await?)
     }
 
     pub async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRow>> {
@@ -132,6 +203,7 @@ impl Store {
         session: SessionRow,
         token: NewRefreshToken,
         upgraded_password_hash: Option<String>,
+        audit: &Audit<'_>,
     ) -> Result<()> {
         let txn = self.db.begin().await?;
         let now = session.created_at;
@@ -147,6 +219,7 @@ impl Store {
                 .exec(&txn)
                 .await?;
         }
+        insert_audit(&txn, audit).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -179,6 +252,7 @@ impl Store {
         now: i64,
         successor: NewRefreshToken,
         sealed_successor: Option<Vec<u8>>,
+        audit: &Audit<'_>,
     ) -> Result<Rotation> {
         let txn = self.db.begin().await?;
         if !touch_live_session(&txn, session_id, now).await? {
@@ -204,6 +278,7 @@ impl Store {
             return Ok(Rotation::AlreadySpent);
         }
         insert_refresh_token(&txn, session_id, successor, now).await?;
+        insert_audit(&txn, audit).await?;
         txn.commit().await?;
         Ok(Rotation::Rotated)
     }
@@ -213,25 +288,37 @@ impl Store {
         Ok(touch_live_session(&self.db, session_id, now).await?)
     }
 
-    /// Ends one session. Returns whether it was live.
-    pub async fn revoke_session(&self, session_id: Uuid, now: i64) -> Result<bool> {
+    /// Ends one session and records why. Returns whether it was live (nothing is
+    /// recorded if it was not).
+    pub async fn revoke_session(&self, session_id: Uuid, audit: &Audit<'_>) -> Result<bool> {
+        let txn = self.db.begin().await?;
         let revoked = sessions::Entity::update_many()
-            .col_expr(sessions::Column::RevokedAt, Expr::value(now))
+            .col_expr(sessions::Column::RevokedAt, Expr::value(audit.at))
             .filter(sessions::Column::Id.eq(session_id))
             .filter(sessions::Column::RevokedAt.is_null())
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
-        Ok(revoked.rows_affected == 1)
+        let live = revoked.rows_affected == 1;
+        if live {
+            insert_audit(&txn, audit).await?;
+        }
+        txn.commit().await?;
+        Ok(live)
     }
 
-    /// Ends every session of a user. Returns how many were live.
-    pub async fn revoke_user_sessions(&self, user_id: Uuid, now: i64) -> Result<u64> {
+    /// Ends every session of a user and records it. Returns how many were live.
+    pub async fn revoke_user_sessions(&self, user_id: Uuid, audit: &Audit<'_>) -> Result<u64> {
+        let txn = self.db.begin().await?;
         let revoked = sessions::Entity::update_many()
-            .col_expr(sessions::Column::RevokedAt, Expr::value(now))
+            .col_expr(sessions::Column::RevokedAt, Expr::value(audit.at))
             .filter(sessions::Column::UserId.eq(user_id))
             .filter(sessions::Column::RevokedAt.is_null())
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        let mut audit = audit.clone();
+        audit.detail = Some(format!("{} sessions ended", revoked.rows_affected));
+        insert_audit(&txn, &audit).await?;
+        txn.commit().await?;
         Ok(revoked.rows_affected)
     }
 
@@ -314,7 +401,12 @@ impl Store {
 
     /// Adds a key; with `retire_others`, every other live key is retired at its
     /// `created_at`, in the same transaction.
-    pub async fn add_signing_key(&self, key: SigningKeyRow, retire_others: bool) -> Result<()> {
+    pub async fn add_signing_key(
+        &self,
+        key: SigningKeyRow,
+        retire_others: bool,
+        audit: Option<&Audit<'_>>,
+    ) -> Result<()> {
         let txn = self.db.begin().await?;
         let now = key.created_at;
         let kid = key.kid.clone();
@@ -323,6 +415,9 @@ impl Store {
             .await?;
         if retire_others {
             retire_signing_keys(&txn, Some(&kid), now).await?;
+        }
+        if let Some(audit) = audit {
+            insert_audit(&txn, audit).await?;
         }
         txn.commit().await?;
         Ok(())

@@ -305,7 +305,7 @@ async fn a_refresh_racing_logout_all_never_outlives_it() {
 #[tokio::test]
 async fn a_rotation_that_comes_after_a_committed_revoke_changes_nothing() {
     use authgate::crypto::refresh;
-    use authgate::store::{NewRefreshToken, Rotation, Store};
+    use authgate::store::{Actor, Audit, NewRefreshToken, Rotation, Store};
 
     let app = spawn_app().await;
     let (_, pair) = app.signed_in_user().await;
@@ -327,7 +327,21 @@ async fn a_rotation_that_comes_after_a_committed_revoke_changes_nothing() {
     };
     let now = authgate::domain::now_ms();
     let outcome = store
-        .rotate_refresh_token(row.id, session.id, now, successor.clone(), None)
+        .rotate_refresh_token(
+            row.id,
+            session.id,
+            now,
+            successor.clone(),
+            None,
+            &Audit {
+                event: "refresh",
+                actor: &Actor::default(),
+                user_id: Some(session.user_id),
+                session_id: Some(session.id),
+                detail: None,
+                at: now,
+            },
+        )
         .await
         .unwrap();
 
