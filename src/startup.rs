@@ -132,6 +132,12 @@ impl Application {
         self.local_addr
     }
 
+    /// The HTTP application alone, for in-process clients (the fuzz targets).
+    pub fn endpoint(&self) -> poem::endpoint::BoxEndpoint<'static> {
+        use poem::EndpointExt;
+        api::app(self.state.clone()).boxed()
+    }
+
     /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.run_until(shutdown_signal()).await

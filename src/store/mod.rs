@@ -4,6 +4,7 @@
 
 pub mod entities;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::sea_query::Expr;
@@ -107,6 +108,9 @@ async fn insert_audit(db: &impl sea_orm::ConnectionTrait, audit: &Audit<'_>) -> 
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// SQLite takes one writer at a time; queueing writers here, in order, avoids its
+    /// busy-wait back-off (which gave refresh a p99 of ~900 ms under load).
+    sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Store {
@@ -118,7 +122,12 @@ impl Store {
             .sqlx_logging(false)
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(5))
-            .max_connections(16)
+            // Every connection to an in-memory SQLite database is a database of its own.
+            .max_connections(if url.contains(":memory:") || url.contains("mode=memory") {
+                1
+            } else {
+                16
+            })
             .map_sqlx_sqlite_opts(|sqlite| {
                 sqlite
                     .journal_mode(SqliteJournalMode::Wal)
@@ -126,9 +135,17 @@ impl Store {
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
             });
-        Ok(Self {
-            db: Database::connect(options).await?,
-        })
+        let db = Database::connect(options).await?;
+        let sqlite_writer = (db.get_database_backend() == sea_orm::DbBackend::Sqlite)
+            .then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Ok(Self { db, sqlite_writer })
+    }
+
+    async fn writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.sqlite_writer {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        }
     }
 
     pub async fn migrate(&self) -> Result<(), DbErr> {
@@ -156,6 +173,7 @@ impl Store {
     }
 
     pub async fn insert_user(&self, user: UserRow, audit: &Audit<'_>) -> Result<()> {
+        let _writer = self.writer().await;
         let txn = self.db.begin().await?;
         users::Entity::insert(users::ActiveModel::from(user))
             .exec_without_returning(&txn)
@@ -167,6 +185,7 @@ impl Store {
 
     /// Records an event that changes nothing else (a failed login).
     pub async fn record(&self, audit: &Audit<'_>) -> Result<()> {
+        let _writer = self.writer().await;
         Ok(insert_audit(&self.db, audit).await?)
     }
 
@@ -205,6 +224,7 @@ impl Store {
         upgraded_password_hash: Option<String>,
         audit: &Audit<'_>,
     ) -> Result<()> {
+        let _writer = self.writer().await;
         let txn = self.db.begin().await?;
         let now = session.created_at;
         let user_id = session.user_id;
@@ -254,6 +274,7 @@ impl Store {
         sealed_successor: Option<Vec<u8>>,
         audit: &Audit<'_>,
     ) -> Result<Rotation> {
+        let _writer = self.writer().await;
         let txn = self.db.begin().await?;
         if !touch_live_session(&txn, session_id, now).await? {
             txn.rollback().await?;
@@ -285,12 +306,14 @@ impl Store {
 
     /// Records a refresh on a live session; false if it has been revoked or has expired.
     pub async fn touch_live_session(&self, session_id: Uuid, now: i64) -> Result<bool> {
+        let _writer = self.writer().await;
         Ok(touch_live_session(&self.db, session_id, now).await?)
     }
 
     /// Ends one session and records why. Returns whether it was live (nothing is
     /// recorded if it was not).
     pub async fn revoke_session(&self, session_id: Uuid, audit: &Audit<'_>) -> Result<bool> {
+        let _writer = self.writer().await;
         let txn = self.db.begin().await?;
         let revoked = sessions::Entity::update_many()
             .col_expr(sessions::Column::RevokedAt, Expr::value(audit.at))
@@ -308,6 +331,7 @@ impl Store {
 
     /// Ends every session of a user and records it. Returns how many were live.
     pub async fn revoke_user_sessions(&self, user_id: Uuid, audit: &Audit<'_>) -> Result<u64> {
+        let _writer = self.writer().await;
         let txn = self.db.begin().await?;
         let revoked = sessions::Entity::update_many()
             .col_expr(sessions::Column::RevokedAt, Expr::value(audit.at))
@@ -343,6 +367,7 @@ impl Store {
     /// Erases sealed successors of tokens spent in `[since, cutoff)`; the range keeps
     /// each periodic sweep to the few rows spent since the previous one.
     pub async fn erase_sealed_successors(&self, since: i64, cutoff: i64) -> Result<u64> {
+        let _writer = self.writer().await;
         let erased = refresh_tokens::Entity::update_many()
             .col_expr(
                 refresh_tokens::Column::SealedSuccessor,
@@ -360,6 +385,7 @@ impl Store {
     /// tokens go by cascade) and up to `batch` refresh tokens past their idle expiry.
     /// Each is one statement, so instances running it at once just share the work.
     pub async fn delete_expired(&self, now: i64, batch: u64) -> Result<u64> {
+        let _writer = self.writer().await;
         use sea_orm::sea_query::{Cond, Query};
         let ended = Query::select()
             .column(sessions::Column::Id)
@@ -407,6 +433,7 @@ impl Store {
         retire_others: bool,
         audit: Option<&Audit<'_>>,
     ) -> Result<()> {
+        let _writer = self.writer().await;
         let txn = self.db.begin().await?;
         let now = key.created_at;
         let kid = key.kid.clone();
@@ -425,6 +452,7 @@ impl Store {
 
     /// Retires every live signing key.
     pub async fn retire_signing_keys(&self, now: i64) -> Result<u64> {
+        let _writer = self.writer().await;
         Ok(retire_signing_keys(&self.db, None, now).await?)
     }
 }

@@ -160,3 +160,33 @@ async fn a_missing_or_unparsable_key_file_is_a_configuration_error() {
         );
     }
 }
+
+#[tokio::test]
+async fn two_instances_on_one_database_both_serve_a_rotated_key() {
+    let first = spawn_app_with(|config| config.key_reload_interval = 1).await;
+    let second = TestApp::start(first.config.clone()).await;
+    let (email, _) = first.signed_in_user().await;
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(["keys", "rotate"])
+        .env("AUTHGATE_DATABASE_URL", &first.config.database_url)
+        .env("AUTHGATE_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let new_kid = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+
+    for app in [&first, &second] {
+        assert!(published_kids(app).await.contains(&new_kid));
+        let pair = app.login_ok(&email).await;
+        assert_eq!(kid_of(&pair), new_kid);
+        // Each instance accepts the other's tokens.
+        for other in [&first, &second] {
+            assert_eq!(
+                other.me(&str_field(&pair, "access_token")).await.status(),
+                StatusCode::OK
+            );
+        }
+    }
+}
