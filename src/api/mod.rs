@@ -164,11 +164,7 @@ fn render_metrics(
 ) -> Response {
     let hasher = service.hasher();
     metrics.set_pool("argon2", "running", hasher.running());
-    metrics.set_pool(
-        "argon2",
-        "queued",
-        hasher.queued().saturating_sub(hasher.running()),
-    );
+    metrics.set_pool("argon2", "queued", hasher.queued());
     let (open, idle) = store.pool_stats();
     metrics.set_pool("database", "open", open);
     metrics.set_pool("database", "idle", idle);
