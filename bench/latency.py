@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Median and p99 latency of login, refresh and me against a running authgate,
 one request at a time over one keep-alive connection (standard library only).
+Start authgate with the per-IP rate limit off, or it answers 429 after 120 requests:
 
+    AUTHGATE_RATE_LIMIT_PER_IP=0 cargo run --release &
     python3 bench/latency.py [--base http://127.0.0.1:8080] [--requests 200]
 """
 import argparse
