@@ -13,6 +13,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestApp {
@@ -189,6 +192,17 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The published JSON Web Key Set.
+    pub async fn jwks(&self) -> authgate_verify::JwkSet {
+        let response = self
+            .client
+            .get(self.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+
     pub async fn logout_all(&self, access_token: &str) -> reqwest::Response {
         self.client
             .post(self.url("/v1/auth/logout-all"))
@@ -236,4 +250,10 @@ pub fn str_field(value: &Value, field: &str) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("{field} missing in {value}"))
         .to_owned()
+}
+
+/// Part `index` of a JWT (0 header, 1 claims), decoded without verification.
+pub fn jwt_part(token: &str, index: usize) -> Value {
+    let part = token.split('.').nth(index).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }

@@ -1,40 +1,21 @@
 use std::time::Duration;
 
-use authgate_verify::JwkSet;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with, str_field};
+use crate::helpers::{TestApp, jwt_part, spawn_app, spawn_app_with, str_field};
 
 async fn published_kids(app: &TestApp) -> Vec<String> {
-    let jwks: JwkSet = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
+    app.jwks()
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    jwks.keys
+        .keys
         .iter()
         .map(|key| key.common.key_id.clone().unwrap())
         .collect()
 }
 
 fn kid_of(pair: &Value) -> String {
-    let token = str_field(pair, "access_token");
-    let header = authgate_verify_header(&token);
-    str_field(&header, "kid")
-}
-
-fn authgate_verify_header(token: &str) -> Value {
-    use base64::Engine;
-    let part = token.split('.').next().unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
+    str_field(&jwt_part(&str_field(pair, "access_token"), 0), "kid")
 }
 
 #[tokio::test]

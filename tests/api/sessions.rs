@@ -4,16 +4,10 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with, str_field};
+use crate::helpers::{TestApp, assert_problem, jwt_part, spawn_app, spawn_app_with, str_field};
 
 fn claims_of(pair: &Value) -> Value {
-    use base64::Engine;
-    let token = str_field(pair, "access_token");
-    let payload = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
+    jwt_part(&str_field(pair, "access_token"), 1)
 }
 
 async fn pair_from(response: reqwest::Response) -> Value {

@@ -1,15 +1,8 @@
-use authgate_verify::{JwkSet, Verifier};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use authgate_verify::Verifier;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with, str_field};
-
-fn decode_part(token: &str, index: usize) -> Value {
-    let part = token.split('.').nth(index).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
-}
+use crate::helpers::{assert_problem, jwt_part, spawn_app, spawn_app_with, str_field};
 
 #[tokio::test]
 async fn access_tokens_follow_rfc_9068_and_verify_against_the_published_jwks() {
@@ -18,10 +11,10 @@ async fn access_tokens_follow_rfc_9068_and_verify_against_the_published_jwks() {
     let token = str_field(&pair, "access_token");
     let me: Value = app.me(&token).await.json().await.unwrap();
 
-    let header = decode_part(&token, 0);
+    let header = jwt_part(&token, 0);
     assert_eq!(header["alg"], "EdDSA");
     assert_eq!(header["typ"], "at+jwt");
-    let claims = decode_part(&token, 1);
+    let claims = jwt_part(&token, 1);
     assert_eq!(claims["iss"], "http://authgate.test");
     assert_eq!(claims["aud"], "authgate");
     assert_eq!(claims["sub"], me["id"]);
@@ -32,15 +25,7 @@ async fn access_tokens_follow_rfc_9068_and_verify_against_the_published_jwks() {
     assert_eq!(claims["nbf"].as_i64().unwrap(), iat);
     assert_eq!(claims["exp"].as_i64().unwrap() - iat, 900);
 
-    let jwks: JwkSet = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = app.jwks().await;
     let published = jwks
         .find(&str_field(&header, "kid"))
         .expect("kid is published");
@@ -70,7 +55,7 @@ async fn every_access_token_has_its_own_jti() {
         .unwrap();
     let jtis: std::collections::HashSet<String> = [first, second, refreshed]
         .iter()
-        .map(|pair| str_field(&decode_part(&str_field(pair, "access_token"), 1), "jti"))
+        .map(|pair| str_field(&jwt_part(&str_field(pair, "access_token"), 1), "jti"))
         .collect();
     assert_eq!(jtis.len(), 3);
 }
@@ -164,7 +149,7 @@ async fn forged_and_broken_tokens_are_rejected_by_me() {
 
     let app = spawn_app().await;
     let (_, pair) = app.signed_in_user().await;
-    let claims = decode_part(&str_field(&pair, "access_token"), 1);
+    let claims = jwt_part(&str_field(&pair, "access_token"), 1);
     let key = signing_keys::Entity::find()
         .one(&app.db().await)
         .await
