@@ -5,8 +5,6 @@ use std::sync::Arc;
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme, Tags, auth::Bearer};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::problem::{Problem, ProblemType, from_domain, www_authenticate};
@@ -47,11 +45,7 @@ pub struct UserBody {
 
 impl From<domain::User> for UserBody {
     fn from(user: domain::User) -> Self {
-        let created_at =
-            OffsetDateTime::from_unix_timestamp_nanos(i128::from(user.created_at) * 1_000_000)
-                .ok()
-                .and_then(|at| at.format(&Rfc3339).ok())
-                .unwrap_or_default();
+        let created_at = domain::rfc3339(user.created_at);
         Self {
             id: user.id,
             email: user.email,

@@ -197,23 +197,13 @@ pub async fn describe_keys(
         out.push_str(&format!(
             "{}\t{state}\t{}\t{}\n",
             row.kid,
-            rfc3339(row.created_at),
+            super::rfc3339(row.created_at),
             row.retired_at
-                .map(rfc3339)
+                .map(super::rfc3339)
                 .unwrap_or_else(|| "-".to_owned())
         ));
     }
     Ok(out)
-}
-
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|at| {
-            at.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 fn new_row(key: &SigningKey) -> SigningKeyRow {

@@ -538,13 +538,7 @@ pub async fn audit_trail(
     let show = |value: Option<String>| value.unwrap_or_else(|| "-".to_owned());
     let mut out = String::new();
     for event in store.audit_events(user_id, since, limit).await? {
-        let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(event.at) * 1_000_000)
-            .ok()
-            .and_then(|at| {
-                at.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_default();
+        let at = rfc3339(event.at);
         out.push_str(&format!(
             "{at}\t{}\t{}\t{}\t{}\t{}\t{}\n",
             event.event,
@@ -598,6 +592,17 @@ fn validate_password(password: &str) -> Result<()> {
         return Err(DomainError::InvalidPassword("longer than 1024 characters"));
     }
     Ok(())
+}
+
+/// Unix milliseconds as RFC 3339 (UTC).
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 pub fn now_ms() -> i64 {
