@@ -291,63 +291,40 @@ impl AuthService {
     pub async fn refresh(&self, presented: &str, client: &Client) -> Result<TokenPair> {
         let hash = refresh::hash(presented);
         let actor = client.actor();
+        let now = now_ms();
+        let (successor, successor_hash) = refresh::generate();
+        // The successor is kept (sealed) only when a grace window can return it.
+        let sealed_successor =
+            (self.policy.reuse_grace_secs > 0).then(|| refresh::seal(presented, &successor));
+        let rotation = Rotation {
+            presented_hash: &hash,
+            successor_id: Uuid::new_v4(),
+            successor_hash: &successor_hash,
+            successor_ttl_ms: secs_to_ms(self.policy.refresh_ttl_secs),
+            sealed_successor,
+            actor: &actor,
+            at: now,
+        };
+        // The common case first, in one round trip: an unspent token of a live session.
+        if let Some((session, expires_at)) = self.store.rotate(&rotation).await? {
+            self.metrics.refresh(RefreshOutcome::Rotated);
+            return self.token_pair(&session, successor, expires_at, now);
+        }
+
+        // Nothing was spent: find out why.
         let reject = || {
             self.metrics.refresh(RefreshOutcome::Rejected);
             DomainError::InvalidRefreshToken
         };
-        let (mut row, session) = self
+        let (row, session) = self
             .store
             .find_refresh_token(&hash)
             .await?
             .ok_or_else(reject)?;
-        let now = now_ms();
-        if session.revoked_at.is_some() || session.expires_at <= now {
+        if row.spent_at.is_none() || session.revoked_at.is_some() || session.expires_at <= now {
+            // Unspent yet not rotated: the token or its session has expired or ended.
             return Err(reject());
         }
-
-        if row.spent_at.is_none() {
-            if row.expires_at <= now {
-                return Err(reject());
-            }
-            let (successor, successor_hash) = refresh::generate();
-            let new_token = self.new_refresh_token(successor_hash, &session, now);
-            let successor_expires_at = new_token.expires_at;
-            // The successor is kept (sealed) only when a grace window can return it.
-            let sealed =
-                (self.policy.reuse_grace_secs > 0).then(|| refresh::seal(presented, &successor));
-            match self
-                .store
-                .rotate_refresh_token(
-                    row.id,
-                    session.id,
-                    now,
-                    new_token,
-                    sealed,
-                    &audit(
-                        "refresh",
-                        &actor,
-                        Some(session.user_id),
-                        Some(session.id),
-                        now,
-                    ),
-                )
-                .await?
-            {
-                Rotation::Rotated => {
-                    self.metrics.refresh(RefreshOutcome::Rotated);
-                    return self.token_pair(&session, successor, successor_expires_at, now);
-                }
-                Rotation::SessionEnded => return Err(reject()),
-                Rotation::AlreadySpent => {}
-            }
-            // A concurrent request spent it first: answer as for a spent token.
-            row = self
-                .store
-                .find_refresh_token_by_id(row.id)
-                .await?
-                .ok_or(DomainError::InvalidRefreshToken)?;
-        }
-
         if let Some((successor, expires_at)) = self.successor_in_grace(presented, &row, now).await?
         {
             // Re-checked as one write, so a revoke that has committed is never outrun.

@@ -42,7 +42,7 @@ pub mod sessions {
         pub created_at: i64,
         /// Absolute end of the session; no token outlives it.
         pub expires_at: i64,
-        /// Last rotation; written first in every rotation so that it locks the session row.
+        /// Last rotation.
         pub refreshed_at: Option<i64>,
         pub revoked_at: Option<i64>,
     }

@@ -1,6 +1,6 @@
 //! Storage on sea-orm: the only module that knows tables and queries. Each state change
-//! is one transaction; spending a refresh token is one conditional UPDATE whose
-//! affected-row count decides the winner among concurrent requests.
+//! is one transaction; spending a refresh token is one conditional UPDATE, so among
+//! concurrent requests presenting the same token exactly one spends it.
 
 pub mod entities;
 
@@ -10,9 +10,9 @@ use std::time::Duration;
 use sea_orm::sea_query::Expr;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbErr,
-    EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait, SqlErr,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DbBackend, DbErr, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder, QuerySelect,
+    RelationTrait, SqlErr, Statement, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -44,17 +44,6 @@ impl From<DbErr> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// What a rotation attempt found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rotation {
-    /// The token was spent and its successor stored.
-    Rotated,
-    /// A concurrent request spent the token first.
-    AlreadySpent,
-    /// The session was revoked or has expired; nothing changed.
-    SessionEnded,
-}
-
 /// A refresh token to insert: its id, hash and idle expiry.
 #[derive(Debug, Clone)]
 pub struct NewRefreshToken {
@@ -81,6 +70,67 @@ pub struct Audit<'a> {
     pub at: i64,
 }
 
+/// A refresh to carry out: spend the token whose hash was presented and store its
+/// successor.
+#[derive(Debug, Clone)]
+pub struct Rotation<'a> {
+    pub presented_hash: &'a [u8],
+    pub successor_id: Uuid,
+    pub successor_hash: &'a [u8],
+    /// Idle lifetime of the successor; the session's end caps it.
+    pub successor_ttl_ms: i64,
+    /// The successor sealed under the presented token, for the reuse grace window.
+    pub sealed_successor: Option<Vec<u8>>,
+    pub actor: &'a Actor,
+    pub at: i64,
+}
+
+/// A rotation on SQLite: one batch sent to the connection's worker thread at once, inside
+/// one transaction. Each statement after the first finds the rows through the successor's
+/// fresh id, so it changes nothing unless the first one spent the token.
+const ROTATE_SQLITE: &str = "
+UPDATE refresh_tokens SET spent_at = ?1, successor_id = ?3, sealed_successor = ?5
+ WHERE token_hash = ?2 AND spent_at IS NULL AND expires_at > ?1
+   AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = refresh_tokens.session_id
+                  AND s.revoked_at IS NULL AND s.expires_at > ?1);
+INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
+SELECT ?3, s.id, ?4, ?1, MIN(?1 + ?6, s.expires_at)
+  FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+ WHERE t.token_hash = ?2 AND t.successor_id = ?3;
+UPDATE sessions SET refreshed_at = ?1
+ WHERE id = (SELECT session_id FROM refresh_tokens WHERE id = ?3);
+INSERT INTO audit_events (id, at, event, user_id, session_id, client_ip, user_agent)
+SELECT ?7, ?1, 'refresh', s.user_id, s.id, ?8, ?9
+  FROM refresh_tokens n JOIN sessions s ON s.id = n.session_id WHERE n.id = ?3;
+SELECT s.*, n.expires_at AS successor_expires_at
+  FROM refresh_tokens n JOIN sessions s ON s.id = n.session_id WHERE n.id = ?3;
+";
+
+/// A rotation on PostgreSQL: one statement, so one round trip and its own transaction.
+/// Concurrent requests presenting the same token queue on its row; the later ones find
+/// it spent and change nothing.
+const ROTATE_POSTGRES: &str = "
+WITH spent AS (
+    UPDATE refresh_tokens t SET spent_at = $1, successor_id = $3, sealed_successor = $5
+      FROM sessions s
+     WHERE t.token_hash = $2 AND t.spent_at IS NULL AND t.expires_at > $1
+       AND s.id = t.session_id AND s.revoked_at IS NULL AND s.expires_at > $1
+    RETURNING s.id, s.user_id, s.created_at, s.expires_at, s.revoked_at
+), successor AS (
+    INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
+    SELECT $3, id, $4, $1, LEAST($1 + $6, expires_at) FROM spent
+    RETURNING expires_at
+), touched AS (
+    UPDATE sessions SET refreshed_at = $1 WHERE id = (SELECT id FROM spent)
+    RETURNING refreshed_at
+), audit AS (
+    INSERT INTO audit_events (id, at, event, user_id, session_id, client_ip, user_agent)
+    SELECT $7, $1, 'refresh', user_id, id, $8, $9 FROM spent
+)
+SELECT spent.*, touched.refreshed_at, successor.expires_at AS successor_expires_at
+  FROM spent, successor, touched
+";
+
 fn truncate(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()
 }
@@ -105,6 +155,31 @@ async fn insert_audit(db: &impl sea_orm::ConnectionTrait, audit: &Audit<'_>) -> 
     Ok(())
 }
 
+/// The pool authgate uses. SQLite gets WAL with `synchronous=FULL`, so a committed
+/// change survives a power cut, and a busy timeout so concurrent writers queue instead of
+/// failing. Public so that the load harness's rotation ceiling runs on the same settings.
+pub fn connect_options(url: &str) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        // Every connection to an in-memory SQLite database is a database of its own.
+        .max_connections(if url.contains(":memory:") || url.contains("mode=memory") {
+            1
+        } else {
+            16
+        })
+        .map_sqlx_sqlite_opts(|sqlite| {
+            sqlite
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    options
+}
+
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
@@ -114,29 +189,10 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects; SQLite gets WAL with `synchronous=FULL`, so a committed change survives
-    /// a power cut, and a busy timeout so concurrent writers queue instead of failing.
+    /// Connects with [`connect_options`].
     pub async fn connect(url: &str) -> Result<Self, DbErr> {
-        let mut options = ConnectOptions::new(url.to_owned());
-        options
-            .sqlx_logging(false)
-            .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(5))
-            // Every connection to an in-memory SQLite database is a database of its own.
-            .max_connections(if url.contains(":memory:") || url.contains("mode=memory") {
-                1
-            } else {
-                16
-            })
-            .map_sqlx_sqlite_opts(|sqlite| {
-                sqlite
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Full)
-                    .busy_timeout(Duration::from_secs(10))
-                    .foreign_keys(true)
-            });
-        let db = Database::connect(options).await?;
-        let sqlite_writer = (db.get_database_backend() == sea_orm::DbBackend::Sqlite)
+        let db = Database::connect(connect_options(url)).await?;
+        let sqlite_writer = (db.get_database_backend() == DbBackend::Sqlite)
             .then(|| Arc::new(tokio::sync::Mutex::new(())));
         Ok(Self { db, sqlite_writer })
     }
@@ -156,11 +212,11 @@ impl Store {
     /// Connections open and idle in the pool.
     pub fn pool_stats(&self) -> (usize, usize) {
         match self.db.get_database_backend() {
-            sea_orm::DbBackend::Postgres => {
+            DbBackend::Postgres => {
                 let pool = self.db.get_postgres_connection_pool();
                 (pool.size() as usize, pool.num_idle())
             }
-            sea_orm::DbBackend::Sqlite => {
+            DbBackend::Sqlite => {
                 let pool = self.db.get_sqlite_connection_pool();
                 (pool.size() as usize, pool.num_idle())
             }
@@ -261,47 +317,49 @@ impl Store {
         Ok(refresh_tokens::Entity::find_by_id(id).one(&self.db).await?)
     }
 
-    /// Spends `spent_id` and inserts its successor, if and only if the session is live
-    /// and `spent_id` is still unspent. One transaction, whose first statement writes
-    /// the session row: it waits for (and then sees) a concurrent revoke, so a rotation
-    /// is ordered entirely before or entirely after it.
-    pub async fn rotate_refresh_token(
-        &self,
-        spent_id: Uuid,
-        session_id: Uuid,
-        now: i64,
-        successor: NewRefreshToken,
-        sealed_successor: Option<Vec<u8>>,
-        audit: &Audit<'_>,
-    ) -> Result<Rotation> {
-        let _writer = self.writer().await;
-        let txn = self.db.begin().await?;
-        if !touch_live_session(&txn, session_id, now).await? {
-            txn.rollback().await?;
-            return Ok(Rotation::SessionEnded);
-        }
-        let spent = refresh_tokens::Entity::update_many()
-            .col_expr(refresh_tokens::Column::SpentAt, Expr::value(now))
-            .col_expr(
-                refresh_tokens::Column::SuccessorId,
-                Expr::value(successor.id),
-            )
-            .col_expr(
-                refresh_tokens::Column::SealedSuccessor,
-                Expr::value(sealed_successor),
-            )
-            .filter(refresh_tokens::Column::Id.eq(spent_id))
-            .filter(refresh_tokens::Column::SpentAt.is_null())
-            .exec(&txn)
-            .await?;
-        if spent.rows_affected != 1 {
-            txn.rollback().await?;
-            return Ok(Rotation::AlreadySpent);
-        }
-        insert_refresh_token(&txn, session_id, successor, now).await?;
-        insert_audit(&txn, audit).await?;
-        txn.commit().await?;
-        Ok(Rotation::Rotated)
+    /// Spends the presented token if it is unspent and unexpired and its session is live,
+    /// stores the successor and records the refresh: one transaction and one round trip
+    /// to the database. Returns the session and the successor's expiry, or `None` when
+    /// nothing changed (unknown, expired or spent token, or ended session).
+    pub async fn rotate(&self, rotation: &Rotation<'_>) -> Result<Option<(SessionRow, i64)>> {
+        let backend = self.db.get_database_backend();
+        let values: [sea_orm::Value; 9] = [
+            rotation.at.into(),
+            rotation.presented_hash.to_vec().into(),
+            rotation.successor_id.into(),
+            rotation.successor_hash.to_vec().into(),
+            rotation.sealed_successor.clone().into(),
+            rotation.successor_ttl_ms.into(),
+            Uuid::new_v4().into(),
+            rotation
+                .actor
+                .client_ip
+                .as_deref()
+                .map(|ip| truncate(ip, 45))
+                .into(),
+            rotation
+                .actor
+                .user_agent
+                .as_deref()
+                .map(|ua| truncate(ua, 256))
+                .into(),
+        ];
+        let row = if backend == DbBackend::Postgres {
+            let statement = Statement::from_sql_and_values(backend, ROTATE_POSTGRES, values);
+            self.db.query_one_raw(statement).await?
+        } else {
+            let statement = Statement::from_sql_and_values(backend, ROTATE_SQLITE, values);
+            let _writer = self.writer().await;
+            let txn = self.db.begin().await?;
+            let row = txn.query_one_raw(statement).await?;
+            txn.commit().await?;
+            row
+        };
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((
+            SessionRow::from_query_result(&row, "")?,
+            row.try_get("", "successor_expires_at")?,
+        )))
     }
 
     /// Records a refresh on a live session; false if it has been revoked or has expired.

@@ -299,56 +299,38 @@ async fn a_refresh_racing_logout_all_never_outlives_it() {
 #[tokio::test]
 async fn a_rotation_that_comes_after_a_committed_revoke_changes_nothing() {
     use authgate::crypto::refresh;
-    use authgate::store::{Actor, Audit, NewRefreshToken, Rotation, Store};
+    use authgate::store::{Actor, Rotation, Store};
 
     let app = spawn_app().await;
     let (_, pair) = app.signed_in_user().await;
     let token = str_field(&pair, "refresh_token");
     let store = Store::connect(&app.config.database_url).await.unwrap();
-    let (row, session) = store
-        .find_refresh_token(&refresh::hash(&token))
-        .await
-        .unwrap()
-        .unwrap();
-
-    // The revoke commits between a refresh's lookup and its rotation.
-    assert_eq!(app.revoke(&token).await.status(), StatusCode::NO_CONTENT);
+    let presented_hash = refresh::hash(&token);
     let (_, successor_hash) = refresh::generate();
-    let successor = NewRefreshToken {
-        id: uuid::Uuid::new_v4(),
-        hash: successor_hash.to_vec(),
-        expires_at: session.expires_at,
+    let rotation = Rotation {
+        presented_hash: &presented_hash,
+        successor_id: uuid::Uuid::new_v4(),
+        successor_hash: &successor_hash,
+        successor_ttl_ms: 60_000,
+        sealed_successor: None,
+        actor: &Actor::default(),
+        at: authgate::domain::now_ms(),
     };
-    let now = authgate::domain::now_ms();
-    let outcome = store
-        .rotate_refresh_token(
-            row.id,
-            session.id,
-            now,
-            successor.clone(),
-            None,
-            &Audit {
-                event: "refresh",
-                actor: &Actor::default(),
-                user_id: Some(session.user_id),
-                session_id: Some(session.id),
-                detail: None,
-                at: now,
-            },
-        )
-        .await
-        .unwrap();
 
-    assert_eq!(outcome, Rotation::SessionEnded);
+    // The revoke commits just before the rotation's statement runs.
+    assert_eq!(app.revoke(&token).await.status(), StatusCode::NO_CONTENT);
+    let rotated = store.rotate(&rotation).await.unwrap();
+
+    assert!(rotated.is_none());
     assert!(
         store
-            .find_refresh_token(&successor.hash)
+            .find_refresh_token(&successor_hash)
             .await
             .unwrap()
             .is_none()
     );
     let (row, _) = store
-        .find_refresh_token(&row.token_hash)
+        .find_refresh_token(&presented_hash)
         .await
         .unwrap()
         .unwrap();
