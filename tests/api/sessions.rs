@@ -413,3 +413,35 @@ async fn refresh_tokens_are_stored_as_hashes_and_successors_are_erased_after_the
         "{rows:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_me_requests_each_get_their_own_user_and_ended_sessions_are_refused() {
+    let app = spawn_app().await;
+    let mut users = Vec::new();
+    for _ in 0..6 {
+        users.push(app.signed_in_user().await);
+    }
+    // One session of the lot ends; its access token must be refused while the others,
+    // answered in the same batches, are not.
+    let ended = str_field(&users[2].1, "refresh_token");
+    assert_eq!(app.revoke(&ended).await.status(), StatusCode::NO_CONTENT);
+
+    let mut requests = tokio::task::JoinSet::new();
+    for (email, pair) in users.iter().cycle().take(120) {
+        let (client, url) = (app.client.clone(), app.url("/v1/auth/me"));
+        let (email, access) = (email.clone(), str_field(pair, "access_token"));
+        requests.spawn(async move {
+            let response = client.get(url).bearer_auth(access).send().await.unwrap();
+            (email, response.status(), response.text().await.unwrap())
+        });
+    }
+    for (email, status, body) in requests.join_all().await {
+        if email == users[2].0 {
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        } else {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let user: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(user["email"], email);
+        }
+    }
+}
