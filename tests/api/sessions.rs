@@ -445,3 +445,38 @@ async fn concurrent_me_requests_each_get_their_own_user_and_ended_sessions_are_r
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refreshes_of_different_sessions_each_rotate_their_own_token() {
+    let app = spawn_app().await;
+    let mut pairs = Vec::new();
+    for _ in 0..16 {
+        pairs.push(app.signed_in_user().await);
+    }
+    let mut requests = tokio::task::JoinSet::new();
+    for (email, pair) in &pairs {
+        let (client, url) = (app.client.clone(), app.url("/v1/auth/refresh"));
+        let body = serde_json::json!({ "refresh_token": str_field(pair, "refresh_token") });
+        let email = email.clone();
+        requests.spawn(async move {
+            let response = client.post(url).json(&body).send().await.unwrap();
+            (
+                email,
+                response.status(),
+                response.json::<Value>().await.unwrap(),
+            )
+        });
+    }
+    let mut successors = HashSet::new();
+    for (email, status, successor) in requests.join_all().await {
+        assert_eq!(status, StatusCode::OK, "{successor}");
+        // Each answer belongs to the session whose token was presented.
+        let me = app.me(&str_field(&successor, "access_token")).await;
+        let user: Value = me.json().await.unwrap();
+        assert_eq!(user["email"], email);
+        assert!(successors.insert(str_field(&successor, "refresh_token")));
+    }
+    for token in successors {
+        assert_eq!(app.refresh(&token).await.status(), StatusCode::OK);
+    }
+}
