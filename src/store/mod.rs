@@ -88,8 +88,9 @@ pub struct Rotation<'a> {
 }
 
 /// A rotation on SQLite, as a batch of statements the connection's worker thread runs in
-/// one go. Each statement after the first finds the rows through the successor's fresh
-/// id, so it changes nothing unless the first one spent the token.
+/// one go (several rotations' batches at once, see [`rotate_on_sqlite`]). Each statement
+/// after the first finds the rows through the successor's fresh id, so it changes
+/// nothing unless the first one spent the token.
 const ROTATE_SQLITE: &str = "
 UPDATE refresh_tokens SET spent_at = ?1, successor_id = ?3, sealed_successor = ?5
  WHERE token_hash = ?2 AND spent_at IS NULL AND expires_at > ?1
@@ -107,6 +108,9 @@ SELECT ?7, ?1, 'refresh', s.user_id, s.id, ?8, ?9
 SELECT s.*, n.id AS successor_id, n.expires_at AS successor_expires_at
   FROM refresh_tokens n JOIN sessions s ON s.id = n.session_id WHERE n.id = ?3;
 ";
+
+/// A rotated token's session, and its successor's expiry.
+pub type Rotated = (SessionRow, i64);
 
 /// The parameters of [`ROTATE_SQLITE`] and [`ROTATE_POSTGRES`], `?1`/`$1` first.
 type RotationValues = [sea_orm::Value; 9];
@@ -200,7 +204,7 @@ pub struct Store {
     /// busy-wait back-off (which gave refresh a p99 of ~900 ms under load).
     sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
     /// Concurrent rotations on SQLite, committed together (one fsync per batch).
-    sqlite_rotations: Option<Arc<Batcher<(Uuid, RotationValues), Option<(SessionRow, i64)>>>>,
+    sqlite_rotations: Option<Arc<Batcher<(Uuid, RotationValues), Option<Rotated>>>>,
 }
 
 impl Store {
@@ -353,7 +357,7 @@ impl Store {
     /// stores the successor and records the refresh, in one transaction. Returns the
     /// session and the successor's expiry, or `None` when nothing changed (unknown,
     /// expired or spent token, or ended session).
-    pub async fn rotate(&self, rotation: &Rotation<'_>) -> Result<Option<(SessionRow, i64)>> {
+    pub async fn rotate(&self, rotation: &Rotation<'_>) -> Result<Option<Rotated>> {
         let values: RotationValues = [
             rotation.at.into(),
             rotation.presented_hash.to_vec().into(),
@@ -581,7 +585,7 @@ async fn live_session_users(
         .collect())
 }
 
-fn rotated(row: &sea_orm::QueryResult) -> Result<(SessionRow, i64), DbErr> {
+fn rotated(row: &sea_orm::QueryResult) -> Result<Rotated, DbErr> {
     Ok((
         SessionRow::from_query_result(row, "")?,
         row.try_get("", "successor_expires_at")?,
@@ -595,7 +599,7 @@ async fn rotate_on_sqlite(
     db: &DatabaseConnection,
     writer: &tokio::sync::Mutex<()>,
     batch: Vec<(Uuid, RotationValues)>,
-) -> Result<Vec<Option<(SessionRow, i64)>>, DbErr> {
+) -> Result<Vec<Option<Rotated>>, DbErr> {
     let (mut sql, mut values) = (String::new(), Vec::new());
     for (_, numbered) in &batch {
         let (plain, in_order) = positional(ROTATE_SQLITE, numbered);
