@@ -112,6 +112,9 @@ SELECT s.*, n.id AS successor_id, n.expires_at AS successor_expires_at
 /// A rotated token's session, and its successor's expiry.
 pub type Rotated = (SessionRow, i64);
 
+/// SQLite rotations waiting to be committed together, by successor id.
+type RotationBatcher = Batcher<(Uuid, RotationValues), Option<Rotated>>;
+
 /// The parameters of [`ROTATE_SQLITE`] and [`ROTATE_POSTGRES`], `?1`/`$1` first.
 type RotationValues = [sea_orm::Value; 9];
 
@@ -204,7 +207,7 @@ pub struct Store {
     /// busy-wait back-off (which gave refresh a p99 of ~900 ms under load).
     sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
     /// Concurrent rotations on SQLite, committed together (one fsync per batch).
-    sqlite_rotations: Option<Arc<Batcher<(Uuid, RotationValues), Option<Rotated>>>>,
+    sqlite_rotations: Option<Arc<RotationBatcher>>,
 }
 
 impl Store {
