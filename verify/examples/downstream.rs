@@ -44,7 +44,9 @@ fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
-#[tokio::main]
+// One thread, as the bench harness's ceiling server runs (bench/README.md), so that the
+// comparison measures this library and not the choice of runtime.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
