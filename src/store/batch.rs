@@ -61,6 +61,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     }
 
     async fn drain(self: Arc<Self>) {
+        let _guard = DrainGuard(&self);
         loop {
             let batch: Vec<_> = {
                 let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -90,6 +91,21 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                     }
                 }
             }
+        }
+    }
+}
+
+/// If a batch panics, the requests still queued are answered with an error (their
+/// senders are dropped) and the next request starts a new drain, instead of every later
+/// request waiting forever for a drain that is gone.
+struct DrainGuard<'a, I, O>(&'a Batcher<I, O>);
+
+impl<I, O> Drop for DrainGuard<'_, I, O> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut queue = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.waiting.clear();
+            queue.draining = false;
         }
     }
 }
@@ -135,6 +151,16 @@ mod tests {
             } else {
                 Ok(inputs)
             }
+        });
+        assert!(batcher.submit(0).await.is_err());
+        assert_eq!(batcher.submit(7).await.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_batch_fails_its_requests_and_does_not_stop_later_ones() {
+        let batcher = Batcher::new(64, |inputs: Vec<u32>| async move {
+            assert!(!inputs.contains(&0), "a bug in a batch");
+            Ok(inputs)
         });
         assert!(batcher.submit(0).await.is_err());
         assert_eq!(batcher.submit(7).await.unwrap(), 7);
