@@ -147,6 +147,16 @@ fn truncate(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()
 }
 
+/// The client address as the audit trail stores it (at most an IPv6 address's length).
+fn recorded_ip(actor: &Actor) -> Option<String> {
+    actor.client_ip.as_deref().map(|ip| truncate(ip, 45))
+}
+
+/// The user agent as the audit trail stores it (at most 256 characters).
+fn recorded_user_agent(actor: &Actor) -> Option<String> {
+    actor.user_agent.as_deref().map(|ua| truncate(ua, 256))
+}
+
 async fn insert_audit(db: &impl sea_orm::ConnectionTrait, audit: &Audit<'_>) -> Result<(), DbErr> {
     audit_events::Entity::insert(audit_events::ActiveModel {
         id: Set(Uuid::new_v4()),
@@ -154,12 +164,8 @@ async fn insert_audit(db: &impl sea_orm::ConnectionTrait, audit: &Audit<'_>) -> 
         event: Set(audit.event.to_owned()),
         user_id: Set(audit.user_id),
         session_id: Set(audit.session_id),
-        client_ip: Set(audit.actor.client_ip.as_deref().map(|ip| truncate(ip, 45))),
-        user_agent: Set(audit
-            .actor
-            .user_agent
-            .as_deref()
-            .map(|ua| truncate(ua, 256))),
+        client_ip: Set(recorded_ip(audit.actor)),
+        user_agent: Set(recorded_user_agent(audit.actor)),
         detail: Set(audit.detail.as_deref().map(|detail| truncate(detail, 512))),
     })
     .exec_without_returning(db)
@@ -369,18 +375,8 @@ impl Store {
             rotation.sealed_successor.clone().into(),
             rotation.successor_ttl_ms.into(),
             Uuid::new_v4().into(),
-            rotation
-                .actor
-                .client_ip
-                .as_deref()
-                .map(|ip| truncate(ip, 45))
-                .into(),
-            rotation
-                .actor
-                .user_agent
-                .as_deref()
-                .map(|ua| truncate(ua, 256))
-                .into(),
+            recorded_ip(rotation.actor).into(),
+            recorded_user_agent(rotation.actor).into(),
         ];
         if let Some(sqlite_rotations) = &self.sqlite_rotations {
             return Ok(sqlite_rotations
