@@ -3,14 +3,14 @@
 //! for the rate, a bounded map for failures); in Redis when `AUTHGATE_REDIS_URL` is set,
 //! so that every instance enforces one shared limit.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
+use lru::LruCache;
 use sha2::{Digest, Sha256};
 
 /// How long to wait before trying again.
@@ -28,9 +28,9 @@ impl RetryAfter {
 #[error("throttling store: {0}")]
 pub struct ThrottleError(#[from] redis::RedisError);
 
-/// The in-process failure map never grows past this many (account, IP) pairs; beyond
-/// it new pairs are not counted (the per-IP rate limit still bounds them).
-const MAX_TRACKED_FAILURES: usize = 100_000;
+/// The in-process failure map never holds more than this many (account, IP) pairs; a new
+/// pair beyond it pushes out the least recently updated one.
+const MAX_TRACKED_FAILURES: NonZeroUsize = NonZeroUsize::MIN.saturating_add(99_999);
 
 pub struct Throttle {
     backend: Backend,
@@ -42,7 +42,8 @@ pub struct Throttle {
 enum Backend {
     Local {
         rate: Option<DefaultKeyedRateLimiter<IpAddr>>,
-        failures: Mutex<HashMap<[u8; 32], (u32, Instant)>>,
+        /// Checks reserved per (account, IP) and when their window started.
+        failures: Mutex<LruCache<[u8; 32], (u32, Instant)>>,
     },
     Redis(redis::aio::ConnectionManager),
 }
@@ -63,11 +64,25 @@ redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
 return 0
 ";
 
-/// Counts a failure in a window that starts with the first one.
-const COUNT_FAILURE: &str = r"
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n
+/// Reserves a password check in a window that starts with the first one: 0, or the
+/// milliseconds left in a window whose checks are used up. One script, so concurrent
+/// attempts on every instance sharing Redis are counted one at a time.
+const RESERVE_ATTEMPT: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[2]) then
+  local left = redis.call('PTTL', KEYS[1])
+  if left > 0 then return left end
+end
+n = redis.call('INCR', KEYS[1])
+if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 0
+";
+
+/// Gives a reservation back, never below zero.
+const RELEASE_ATTEMPT: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
 ";
 
 impl Throttle {
@@ -85,7 +100,7 @@ impl Throttle {
             None => Backend::Local {
                 rate: NonZeroU32::new(per_ip_per_minute)
                     .map(|quota| DefaultKeyedRateLimiter::keyed(Quota::per_minute(quota))),
-                failures: Mutex::new(HashMap::new()),
+                failures: Mutex::new(LruCache::new(MAX_TRACKED_FAILURES)),
             },
         };
         Ok(Self {
@@ -104,14 +119,14 @@ impl Throttle {
         match &self.backend {
             Backend::Local {
                 rate: Some(rate), ..
-            } => Ok(rate.check_key(&ip).map_err(|not_until| {
+            } => Ok(rate.check_key(&client_key(ip)).map_err(|not_until| {
                 RetryAfter(not_until.wait_time_from(DefaultClock::default().now()))
             })),
             Backend::Local { rate: None, .. } => Ok(Ok(())),
             Backend::Redis(redis) => {
                 let interval_ms = 60_000 / u64::from(self.per_ip_per_minute);
                 let wait_ms: u64 = redis::Script::new(GCRA)
-                    .key(format!("authgate:rate:{ip}"))
+                    .key(format!("authgate:rate:{}", client_key(ip)))
                     .arg(interval_ms.max(1))
                     .arg(60_000)
                     .invoke_async(&mut redis.clone())
@@ -125,35 +140,54 @@ impl Throttle {
         }
     }
 
-    /// Whether logins for (account, ip) are refused, and for how long.
-    pub async fn login_blocked(
+    /// Reserves one password check for (account, ip): counted as a failure at once, so
+    /// that of any number of concurrent attempts at most `max_failures` per window get
+    /// one; the rest are refused with the time left in the window. A check that
+    /// succeeds clears the count ([`Throttle::clear_login_failures`]); one that could
+    /// not run gives its reservation back ([`Throttle::release_login_attempt`]).
+    pub async fn reserve_login_attempt(
         &self,
         account: &str,
         ip: IpAddr,
-    ) -> Result<Option<RetryAfter>, ThrottleError> {
+    ) -> Result<Result<(), RetryAfter>, ThrottleError> {
         let key = failure_key(account, ip);
         match &self.backend {
             Backend::Local { failures, .. } => {
-                let failures = failures.lock().unwrap_or_else(|e| e.into_inner());
-                Ok(failures.get(&key).and_then(|(count, started)| {
-                    let left = self.failure_window.checked_sub(started.elapsed())?;
-                    (*count >= self.max_failures).then_some(RetryAfter(left))
-                }))
+                let mut failures = failures.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                let window = self.failure_window;
+                // `get_or_insert_mut` marks the entry most recently updated; when the map
+                // is full the least recently updated pair goes, and counting goes on.
+                let entry = failures.get_or_insert_mut(key, || (0, now));
+                if now.duration_since(entry.1) >= window {
+                    *entry = (0, now);
+                }
+                if entry.0 >= self.max_failures {
+                    let left = window.saturating_sub(now.duration_since(entry.1));
+                    return Ok(Err(RetryAfter(left)));
+                }
+                entry.0 += 1;
+                Ok(Ok(()))
             }
             Backend::Redis(redis) => {
-                let key = redis_failure_key(&key);
-                let (count, ttl_ms): (Option<u32>, i64) = redis::pipe()
-                    .get(&key)
-                    .pttl(&key)
-                    .query_async(&mut redis.clone())
+                let wait_ms: i64 = redis::Script::new(RESERVE_ATTEMPT)
+                    .key(redis_failure_key(&key))
+                    .arg(self.failure_window.as_millis() as u64)
+                    .arg(self.max_failures)
+                    .invoke_async(&mut redis.clone())
                     .await?;
-                Ok((count.unwrap_or(0) >= self.max_failures && ttl_ms > 0)
-                    .then(|| RetryAfter(Duration::from_millis(ttl_ms as u64))))
+                Ok(if wait_ms == 0 {
+                    Ok(())
+                } else {
+                    Err(RetryAfter(Duration::from_millis(wait_ms.max(1) as u64)))
+                })
             }
         }
     }
 
-    pub async fn record_login_failure(
+    /// Gives back a reservation whose password check did not run (the hashing pool was
+    /// full, the database failed).
+    pub async fn release_login_attempt(
         &self,
         account: &str,
         ip: IpAddr,
@@ -162,24 +196,14 @@ impl Throttle {
         match &self.backend {
             Backend::Local { failures, .. } => {
                 let mut failures = failures.lock().unwrap_or_else(|e| e.into_inner());
-                if failures.len() >= MAX_TRACKED_FAILURES {
-                    failures.retain(|_, (_, started)| started.elapsed() < self.failure_window);
-                }
-                let full = failures.len() >= MAX_TRACKED_FAILURES;
-                match failures.get_mut(&key) {
-                    Some(entry) if entry.1.elapsed() < self.failure_window => entry.0 += 1,
-                    Some(entry) => *entry = (1, Instant::now()),
-                    None if !full => {
-                        failures.insert(key, (1, Instant::now()));
-                    }
-                    None => tracing::warn!("login failure map is full; not counting a failure"),
+                if let Some(entry) = failures.peek_mut(&key) {
+                    entry.0 = entry.0.saturating_sub(1);
                 }
                 Ok(())
             }
             Backend::Redis(redis) => {
-                let _: u32 = redis::Script::new(COUNT_FAILURE)
+                let _: i64 = redis::Script::new(RELEASE_ATTEMPT)
                     .key(redis_failure_key(&key))
-                    .arg(self.failure_window.as_millis() as u64)
                     .invoke_async(&mut redis.clone())
                     .await?;
                 Ok(())
@@ -196,10 +220,7 @@ impl Throttle {
         let key = failure_key(account, ip);
         match &self.backend {
             Backend::Local { failures, .. } => {
-                failures
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&key);
+                failures.lock().unwrap_or_else(|e| e.into_inner()).pop(&key);
                 Ok(())
             }
             Backend::Redis(redis) => {
@@ -218,11 +239,27 @@ impl Throttle {
             if let Some(rate) = rate {
                 rate.retain_recent();
             }
-            failures
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|_, (_, started)| started.elapsed() < self.failure_window);
+            let mut failures = failures.lock().unwrap_or_else(|e| e.into_inner());
+            // Oldest updates first: stop at the first pair still inside its window.
+            while failures
+                .peek_lru()
+                .is_some_and(|(_, (_, started))| started.elapsed() >= self.failure_window)
+            {
+                failures.pop_lru();
+            }
         }
+    }
+}
+
+/// The address a client is limited by: an IPv4 address as it is (also when written as
+/// IPv4-mapped IPv6), an IPv6 address by its /64, since one subscriber usually holds a
+/// whole /64 and could otherwise take a fresh address for every request.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+            v6.to_bits() & !u128::from(u64::MAX),
+        )),
+        v4 => v4,
     }
 }
 
@@ -231,7 +268,7 @@ fn failure_key(account: &str, ip: IpAddr) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(account.as_bytes());
     hasher.update([0]);
-    hasher.update(ip.to_string().as_bytes());
+    hasher.update(client_key(ip).to_string().as_bytes());
     hasher.finalize().into()
 }
 
@@ -261,39 +298,61 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failures_block_one_account_and_ip_until_the_window_ends() {
+    async fn reservations_run_out_for_one_account_and_ip_until_the_window_ends() {
         let throttle = Throttle::new(None, 0, 2, Duration::from_secs(900))
             .await
             .unwrap();
+        let reserve = |account: &'static str| throttle.reserve_login_attempt(account, IP);
+        assert_eq!(reserve("ann@example.com").await.unwrap(), Ok(()));
+        assert_eq!(reserve("ann@example.com").await.unwrap(), Ok(()));
+        let refused = reserve("ann@example.com").await.unwrap().unwrap_err();
+        assert!((899..=900).contains(&refused.secs()), "{refused:?}");
+        assert_eq!(reserve("bob@example.com").await.unwrap(), Ok(()));
+
+        // A check that could not run gives its reservation back; a success clears all.
         throttle
-            .record_login_failure("ann@example.com", IP)
+            .release_login_attempt("ann@example.com", IP)
             .await
             .unwrap();
-        assert_eq!(
-            throttle.login_blocked("ann@example.com", IP).await.unwrap(),
-            None
-        );
-        throttle
-            .record_login_failure("ann@example.com", IP)
-            .await
-            .unwrap();
-        let blocked = throttle
-            .login_blocked("ann@example.com", IP)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!((899..=900).contains(&blocked.secs()), "{blocked:?}");
-        assert_eq!(
-            throttle.login_blocked("bob@example.com", IP).await.unwrap(),
-            None
-        );
+        assert_eq!(reserve("ann@example.com").await.unwrap(), Ok(()));
+        assert!(reserve("ann@example.com").await.unwrap().is_err());
         throttle
             .clear_login_failures("ann@example.com", IP)
             .await
             .unwrap();
-        assert_eq!(
-            throttle.login_blocked("ann@example.com", IP).await.unwrap(),
-            None
-        );
+        assert_eq!(reserve("ann@example.com").await.unwrap(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_full_failure_map_evicts_the_least_recently_updated_pair_and_keeps_counting() {
+        let throttle = Throttle::new(None, 0, 1, Duration::from_secs(900))
+            .await
+            .unwrap();
+        let Backend::Local { failures, .. } = &throttle.backend else {
+            unreachable!()
+        };
+        failures
+            .lock()
+            .unwrap()
+            .resize(NonZeroUsize::new(2).unwrap());
+        let reserve = |account: &'static str| throttle.reserve_login_attempt(account, IP);
+        assert!(reserve("old@example.com").await.unwrap().is_ok());
+        assert!(reserve("ann@example.com").await.unwrap().is_ok());
+        assert!(reserve("bob@example.com").await.unwrap().is_ok());
+        // The newest pairs are still counted; the oldest made room.
+        assert!(reserve("ann@example.com").await.unwrap().is_err());
+        assert!(reserve("bob@example.com").await.unwrap().is_err());
+        assert!(reserve("old@example.com").await.unwrap().is_ok());
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(other));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(client_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
     }
 }

@@ -121,6 +121,21 @@ fn route_label(path: &str) -> &'static str {
         .unwrap_or("unmatched")
 }
 
+/// The method as a metric label or log field: one of a fixed set, since any token is a
+/// valid method and each distinct one would otherwise add a series for good.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// One log line and one metric sample per request, under a request id taken from
 /// `X-Request-Id` (when it is short and printable) or made, and returned.
 async fn observe<E: Endpoint>(
@@ -135,16 +150,16 @@ async fn observe<E: Endpoint>(
         .and_then(|value| value.to_str().ok())
         .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let route = route_label(req.uri().path());
     let mut response = next.call(req).await.map(IntoResponse::into_response)?;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    metrics.observe_request(route, method.as_str(), status, elapsed.as_secs_f64());
+    metrics.observe_request(route, method, status, elapsed.as_secs_f64());
     tracing::info!(
         target: "authgate::http",
         request_id = %request_id,
-        method = %method,
+        method,
         route,
         status,
         latency_ms = elapsed.as_secs_f64() * 1000.0,

@@ -231,26 +231,32 @@ impl AuthService {
     ) -> Result<TokenPair> {
         let email = normalize_email(email);
         let actor = client.actor();
-        match self.throttle.login_blocked(&email, client.ip).await {
-            Ok(Some(retry)) => return Err(DomainError::Throttled(retry)),
-            Ok(None) => {}
+        // The check is reserved before any hashing, so concurrent guesses cannot all slip
+        // past the limit while the first ones are still being hashed.
+        let reserved = match self.throttle.reserve_login_attempt(&email, client.ip).await {
+            Ok(Ok(())) => true,
+            Ok(Err(retry)) => return Err(DomainError::Throttled(retry)),
             // Availability over strictness: the per-IP rate limit still applies.
-            Err(err) => tracing::error!(error = %err, "login throttle unavailable; not enforced"),
-        }
-        // An email that could never have registered is not looked up (PostgreSQL refuses
-        // NUL bytes, for one), but still costs one hash.
-        let user = match validate_email(&email) {
-            Ok(()) => self.store.find_user_by_email(&email).await?,
-            Err(_) => None,
+            Err(err) => {
+                tracing::error!(error = %err, "login throttle unavailable; not enforced");
+                false
+            }
         };
-        let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
-        let verified = self.hasher.verify(password.clone(), stored_hash).await?;
+        let checked = self.check_password(&email, password.clone()).await;
+        let (user, verified) = match checked {
+            Ok(checked) => checked,
+            Err(err) => {
+                if reserved
+                    && let Err(err) = self.throttle.release_login_attempt(&email, client.ip).await
+                {
+                    tracing::error!(error = %err, "cannot release a login attempt");
+                }
+                return Err(err);
+            }
+        };
         let user = match (user, verified) {
             (Some(user), Verified::Correct | Verified::CorrectNeedsRehash) => user,
             (user, _) => {
-                if let Err(err) = self.throttle.record_login_failure(&email, client.ip).await {
-                    tracing::error!(error = %err, "cannot count a failed login");
-                }
                 let mut failed = audit("login_failed", &actor, user.map(|u| u.id), None, now_ms());
                 failed.detail = failed
                     .user_id
@@ -285,6 +291,23 @@ impl AuthService {
             .start_session(session.clone(), new_token, upgraded_hash, &started)
             .await?;
         self.token_pair(&session, refresh_token, refresh_expires_at, now)
+    }
+
+    /// The account of `email` and whether `password` is its password. An email that
+    /// could never have registered is not looked up (PostgreSQL refuses NUL bytes, for
+    /// one), but still costs one hash, like an unknown account.
+    async fn check_password(
+        &self,
+        email: &str,
+        password: String,
+    ) -> Result<(Option<UserRow>, Verified)> {
+        let user = match validate_email(email) {
+            Ok(()) => self.store.find_user_by_email(email).await?,
+            Err(_) => None,
+        };
+        let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
+        let verified = self.hasher.verify(password, stored_hash).await?;
+        Ok((user, verified))
     }
 
     /// Rotates a refresh token; see CONTRACT.md "Sessions and refresh rotation".

@@ -349,3 +349,142 @@ async fn two_instances_sharing_redis_enforce_one_limit() {
         assert!((899..=900).contains(&retry_after(&refused)));
     }
 }
+
+/// Sends `count` logins for `email` from `ip` at once, spread over `apps`; the statuses.
+async fn concurrent_logins(
+    apps: &[&TestApp],
+    count: usize,
+    email: &str,
+    password: &str,
+    ip: &str,
+) -> Vec<StatusCode> {
+    let mut logins = tokio::task::JoinSet::new();
+    for n in 0..count {
+        let app = apps[n % apps.len()];
+        let request = app
+            .client
+            .post(app.url("/v1/auth/login"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"email": email, "password": password}));
+        logins.spawn(async move { request.send().await.unwrap().status() });
+    }
+    logins.join_all().await
+}
+
+fn assert_at_most_checked(statuses: &[StatusCode], max_checked: usize) {
+    let checked = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(
+        checked <= max_checked,
+        "{checked} of {} concurrent guesses were checked: {statuses:?}",
+        statuses.len()
+    );
+    assert_eq!(checked + refused, statuses.len(), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_passwords_get_at_most_the_allowed_checks_and_the_rest_429() {
+    let app = spawn_app_with(|config| {
+        config.login_max_failures = 5;
+        config.trust_forwarded_for = true;
+    })
+    .await;
+    let (email, _) = app.signed_in_user().await;
+    let attacker = random_ip();
+
+    let statuses = concurrent_logins(&[&app], 40, &email, "wrong password", &attacker).await;
+
+    assert_at_most_checked(&statuses, 5);
+    // The owner, from another address, still logs in.
+    assert_eq!(
+        login_from(&app, &email, PASSWORD, &random_ip())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_passwords_on_two_instances_sharing_redis_share_one_limit() {
+    let redis_url =
+        std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let first = spawn_app_with(|config| {
+        config.redis_url = Some(redis_url.clone());
+        config.login_max_failures = 5;
+        config.trust_forwarded_for = true;
+    })
+    .await;
+    let second = TestApp::start(first.config.clone()).await;
+    let email = format!("user-{}@example.com", uuid::Uuid::new_v4().simple());
+    let credentials = json!({"email": email, "password": PASSWORD});
+    let registered = post_from(&first, "/v1/auth/register", &credentials, &random_ip()).await;
+    assert_eq!(registered.status(), StatusCode::CREATED);
+
+    let statuses = concurrent_logins(
+        &[&first, &second],
+        40,
+        &email,
+        "wrong password",
+        &random_ip(),
+    )
+    .await;
+
+    assert_at_most_checked(&statuses, 5);
+}
+
+#[tokio::test]
+async fn a_right_password_inside_the_limit_still_logs_in() {
+    let app = spawn_app_with(|config| {
+        config.login_max_failures = 3;
+        config.trust_forwarded_for = true;
+    })
+    .await;
+    let (email, _) = app.signed_in_user().await;
+    let ip = random_ip();
+    for _ in 0..2 {
+        assert_eq!(
+            login_from(&app, &email, "wrong password", &ip)
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_from(&app, &email, PASSWORD, &ip).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn ipv6_addresses_of_one_64_share_a_rate_limit() {
+    let app = spawn_app_with(|config| {
+        config.rate_limit_per_ip = 2;
+        config.trust_forwarded_for = true;
+    })
+    .await;
+    let unknown = json!({"refresh_token": "never-issued"});
+    let prefix = {
+        let bytes = uuid::Uuid::new_v4().into_bytes();
+        format!("2001:db8:{:x}:{:x}", bytes[0], bytes[1])
+    };
+    for host in ["1", "2"] {
+        let response = post_from(
+            &app,
+            "/v1/auth/revoke",
+            &unknown,
+            &format!("{prefix}::{host}"),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+    let same_64 = post_from(&app, "/v1/auth/revoke", &unknown, &format!("{prefix}::3")).await;
+    assert_eq!(same_64.status(), StatusCode::TOO_MANY_REQUESTS);
+    let other_64 = post_from(&app, "/v1/auth/revoke", &unknown, "2001:db8:ffff:ffff::1").await;
+    assert_eq!(other_64.status(), StatusCode::NO_CONTENT);
+}

@@ -109,6 +109,38 @@ async fn unknown_paths_share_one_metric_label() {
 }
 
 #[tokio::test]
+async fn odd_methods_share_one_metric_label() {
+    let app = spawn_app().await;
+    let long = "A".repeat(2000);
+    for method in [long.as_str(), "BREW", "PROPFIND"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = app
+            .client
+            .request(method, app.url("/v1/auth/me"))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_client_error(), "{}", response.status());
+    }
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("AAAA") && !text.contains("BREW") && !text.contains("PROPFIND"));
+    let odd: f64 = text
+        .lines()
+        .filter(|line| line.starts_with(r#"authgate_http_requests_total{method="other""#))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(odd, 3.0, "{text}");
+}
+
+#[tokio::test]
 async fn every_response_carries_a_request_id_and_a_given_one_is_kept() {
     let app = spawn_app().await;
     let made = app
