@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use authgate_verify::{AccessClaims, Audience, Verifier, VerifyError};
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use uuid::Uuid;
 
 use crate::crypto::password::{PasswordError, PasswordHasher, Verified};
@@ -191,6 +193,7 @@ impl AuthService {
     pub async fn register(&self, email: &str, password: String, client: &Client) -> Result<User> {
         let email = normalize_email(email);
         validate_email(&email)?;
+        let password = normalize_password(&password);
         validate_password(&password)?;
         let password_hash = self.hasher.hash(password).await?;
         let user = UserRow {
@@ -242,6 +245,7 @@ impl AuthService {
                 false
             }
         };
+        let password = normalize_password(&password);
         let checked = self.check_password(&email, password.clone()).await;
         let (user, verified) = match checked {
             Ok(checked) => checked,
@@ -552,9 +556,17 @@ pub async fn audit_trail(
     Ok(out)
 }
 
-/// Emails are trimmed and lower-cased before they are stored or compared.
+/// Emails are trimmed, lower-cased and NFC-normalized before they are stored or
+/// compared, so one address typed on two keyboards is one account.
 pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
+    email.trim().to_lowercase().nfc().collect()
+}
+
+/// Passwords are NFKC-normalized before hashing and verifying: the same characters
+/// typed as precomposed or combining sequences, or as compatibility forms, are one
+/// password (NIST SP 800-63B §5.1.1.2).
+pub fn normalize_password(password: &str) -> String {
+    password.nfkc().collect()
 }
 
 fn validate_email(email: &str) -> Result<()> {
@@ -564,6 +576,13 @@ fn validate_email(email: &str) -> Result<()> {
     }
     if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid("contains whitespace or control characters"));
+    }
+    // Invisible characters (U+200B and the like) would let two accounts look alike.
+    if email
+        .chars()
+        .any(|c| c.general_category() == GeneralCategory::Format)
+    {
+        return Err(invalid("contains invisible format characters"));
     }
     let Some((local, domain)) = email.rsplit_once('@') else {
         return Err(invalid("missing @"));
@@ -641,6 +660,25 @@ mod tests {
         assert_eq!(long.len(), 255);
         assert!(validate_email(&long).is_err());
         assert!(validate_email("ann.lee+tag@mail.example.com").is_ok());
+    }
+
+    #[test]
+    fn emails_are_nfc_and_invisible_characters_are_invalid() {
+        assert_eq!(
+            normalize_email("Jose\u{301}@example.com"),
+            "jos\u{e9}@example.com"
+        );
+        assert!(validate_email("ann\u{200b}@example.com").is_err());
+        assert!(validate_email("ann@exam\u{feff}ple.com").is_err());
+        assert!(validate_email("jos\u{e9}@example.com").is_ok());
+    }
+
+    #[test]
+    fn passwords_are_nfkc() {
+        assert_eq!(
+            normalize_password("cafe\u{301} \u{FB01}ne"),
+            "caf\u{e9} fine"
+        );
     }
 
     #[test]

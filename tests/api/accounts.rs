@@ -225,3 +225,26 @@ async fn passwords_are_stored_as_argon2id_phc_strings_only() {
     assert!(user.password_hash.starts_with("$argon2id$"));
     assert!(!user.password_hash.contains(PASSWORD));
 }
+
+#[tokio::test]
+async fn passwords_and_emails_typed_in_another_unicode_form_are_the_same() {
+    let app = spawn_app().await;
+    // "é" as one code point and as "e" + combining acute; "ﬁ" as a ligature.
+    let registered = app
+        .register("jos\u{e9}@example.com", "caf\u{e9} \u{FB01}ne password")
+        .await;
+    assert_eq!(registered.status(), StatusCode::CREATED);
+
+    let login = app
+        .login("Jose\u{301}@Example.com", "cafe\u{301} fine password")
+        .await;
+
+    assert_eq!(login.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_email_with_an_invisible_character_is_invalid() {
+    let app = spawn_app().await;
+    let response = app.register("ann\u{200b}@example.com", PASSWORD).await;
+    assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+}
