@@ -44,7 +44,7 @@ pub enum Command {
     /// every few minutes), and print how many rows went.
     Cleanup,
     /// Print the audit trail, oldest first: time, event, user, session, client IP,
-    /// user agent, detail (tab-separated).
+    /// user agent, detail (tab-separated, control characters escaped; or `--json`).
     Audit {
         /// Only this user's events.
         #[arg(long, value_name = "EMAIL")]
@@ -55,6 +55,9 @@ pub enum Command {
         /// At most this many events.
         #[arg(long, default_value_t = 1000)]
         limit: u64,
+        /// One JSON object per line instead of tab-separated text.
+        #[arg(long)]
+        json: bool,
     },
     /// Configuration.
     Config {
@@ -214,6 +217,16 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=30), hide = true)]
     pub key_reload_interval: u64,
 
+    /// Days the audit trail keeps an event; `cleanup` (and serve, every few minutes)
+    /// removes older ones. 0 keeps every event.
+    #[arg(
+        long,
+        env = "AUTHGATE_AUDIT_RETENTION",
+        value_name = "AUTHGATE_AUDIT_RETENTION",
+        default_value_t = 365
+    )]
+    pub audit_retention: u64,
+
     /// Log format: `pretty` (human) or `json` (one object per line).
     #[arg(
         long,
@@ -304,18 +317,57 @@ impl Cli {
     }
 }
 
-/// Hides the password of a URL like `postgres://user:secret@host/db`.
+/// Hides the secrets of a URL: the password of `postgres://user:secret@host/db` (an
+/// `@` inside it included) and the values of `password=`-like query parameters.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (before_query, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
-        }
-        _ => url.to_owned(),
+    let (authority, path) = match before_query.find('/') {
+        Some(at) => before_query.split_at(at),
+        None => (before_query, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let mut redacted = if url.contains("://") {
+        format!("{scheme}://{authority}{path}")
+    } else {
+        format!("{authority}{path}")
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if is_secret_parameter(key) => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&pairs.join("&"));
     }
+    redacted
+}
+
+fn is_secret_parameter(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "pwd",
+        "pass",
+        "secret",
+        "token",
+        "sslpassword",
+    ]
+    .iter()
+    .any(|secret| key == *secret || key.ends_with(&format!("_{secret}")))
 }
 
 impl fmt::Debug for Config {
@@ -334,6 +386,7 @@ impl fmt::Debug for Config {
             .field("argon2_parallelism", &self.argon2_parallelism)
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("signing_key_file", &self.signing_key_file)
+            .field("audit_retention", &self.audit_retention)
             .field("log", &self.log)
             .field("log_format", &self.log_format)
             .finish_non_exhaustive()
@@ -351,6 +404,29 @@ mod tests {
         let printed = format!("{config:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(printed.contains("postgres://app:***@db:5432/auth"));
+    }
+
+    #[test]
+    fn redaction_hides_passwords_in_userinfo_and_query_parameters() {
+        for (url, shown) in [
+            (
+                "postgres://app:p@ss:w0rd@db/auth",
+                "postgres://app:***@db/auth",
+            ),
+            (
+                "postgres://db/auth?user=app&password=hunter2&sslmode=require",
+                "postgres://db/auth?user=app&password=***&sslmode=require",
+            ),
+            ("redis://:hunter2@cache:6379/0", "redis://:***@cache:6379/0"),
+            (
+                "sqlite://authgate.db?mode=rwc",
+                "sqlite://authgate.db?mode=rwc",
+            ),
+            ("smtp://mail@relay:25", "smtp://mail@relay:25"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+            assert!(!redact_url(url).contains("hunter2"));
+        }
     }
 
     #[test]

@@ -58,17 +58,22 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Cleanup => {
             let store = startup::connect(&config.database_url).await?;
             store.migrate().await?;
-            let deleted = domain::cleanup(&store).await?;
+            let deleted = domain::cleanup(&store, config.audit_retention).await?;
             println!("deleted {deleted} rows");
             Ok(())
         }
-        Command::Audit { user, since, limit } => {
+        Command::Audit {
+            user,
+            since,
+            limit,
+            json,
+        } => {
             let store = startup::connect(&config.database_url).await?;
             store.migrate().await?;
             let since = since.as_deref().map(parse_since).transpose()?;
             print!(
                 "{}",
-                domain::audit_trail(&store, user.as_deref(), since, limit).await?
+                domain::audit_trail(&store, user.as_deref(), since, limit, json).await?
             );
             Ok(())
         }

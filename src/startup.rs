@@ -33,6 +33,7 @@ pub struct Application {
     store: Store,
     reuse_grace_secs: u64,
     key_reload_interval: Duration,
+    audit_retention_days: u64,
 }
 
 impl Application {
@@ -125,6 +126,7 @@ impl Application {
             store,
             reuse_grace_secs: config.refresh_reuse_grace,
             key_reload_interval: Duration::from_secs(config.key_reload_interval),
+            audit_retention_days: config.audit_retention,
         })
     }
 
@@ -150,7 +152,10 @@ impl Application {
                 self.key_reload_interval,
             )),
             tokio::spawn(prune_throttle(self.state.throttle.clone())),
-            tokio::spawn(clean_up_periodically(self.store.clone())),
+            tokio::spawn(clean_up_periodically(
+                self.store.clone(),
+                self.audit_retention_days,
+            )),
             tokio::spawn(erase_sealed_successors(
                 self.store.clone(),
                 self.reuse_grace_secs,
@@ -214,11 +219,11 @@ async fn erase_sealed_successors(store: Store, grace_secs: u64) {
 
 /// Every instance cleans up; the deletes are batched single statements, so running
 /// them at once is safe.
-async fn clean_up_periodically(store: Store) {
+async fn clean_up_periodically(store: Store, audit_retention_days: u64) {
     let mut ticks = tokio::time::interval(Duration::from_secs(300));
     loop {
         ticks.tick().await;
-        match crate::domain::cleanup(&store).await {
+        match crate::domain::cleanup(&store, audit_retention_days).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "deleted ended sessions and expired tokens"),
             Err(err) => tracing::warn!(error = %err, "cleanup failed"),

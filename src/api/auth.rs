@@ -213,9 +213,9 @@ pub enum LogoutAllResponse {
 
 #[derive(ApiResponse)]
 pub enum MeResponse {
-    /// The authenticated user.
+    /// The authenticated user (a user's data: never cached).
     #[oai(status = 200)]
-    Ok(Json<UserBody>),
+    Ok(Json<UserBody>, #[oai(header = "Cache-Control")] String),
     /// Missing or invalid access token, or its session has ended.
     #[oai(status = 401, content_type = "application/problem+json")]
     #[allow(dead_code)] // answered by the BearerAuth checker; declared for the spec
@@ -332,6 +332,6 @@ impl AuthApi {
     /// The authenticated user.
     #[oai(path = "/me", method = "get")]
     async fn me(&self, auth: BearerAuth) -> MeResponse {
-        MeResponse::Ok(Json(auth.0.user.into()))
+        MeResponse::Ok(Json(auth.0.user.into()), NO_STORE.to_owned())
     }
 }

@@ -511,9 +511,10 @@ impl AuthService {
 /// Rows deleted per statement by [`cleanup`]: small enough not to hold locks long.
 pub const CLEANUP_BATCH: u64 = 1000;
 
-/// Deletes ended sessions and idle-expired refresh tokens in bounded batches, until
-/// none are left (or a bounded number of batches ran). Returns the rows deleted.
-pub async fn cleanup(store: &Store) -> Result<u64, StoreError> {
+/// Deletes ended sessions, idle-expired refresh tokens and audit events older than
+/// `audit_retention_days` (0: none) in bounded batches, until none are left (or a
+/// bounded number of batches ran). Returns the rows deleted.
+pub async fn cleanup(store: &Store, audit_retention_days: u64) -> Result<u64, StoreError> {
     let mut total = 0;
     for _ in 0..1000 {
         let deleted = store.delete_expired(now_ms(), CLEANUP_BATCH).await?;
@@ -522,15 +523,27 @@ pub async fn cleanup(store: &Store) -> Result<u64, StoreError> {
             break;
         }
     }
+    if audit_retention_days > 0 {
+        let cutoff = now_ms().saturating_sub(secs_to_ms(audit_retention_days * 86_400));
+        for _ in 0..1000 {
+            let deleted = store.delete_audit_before(cutoff, CLEANUP_BATCH).await?;
+            total += deleted;
+            if deleted < CLEANUP_BATCH {
+                break;
+            }
+        }
+    }
     Ok(total)
 }
 
-/// The audit trail as tab-separated lines, for `authgate audit`.
+/// The audit trail for `authgate audit`: one event per line, tab-separated with every
+/// control character of the stored text escaped, or as JSON lines.
 pub async fn audit_trail(
     store: &Store,
     email: Option<&str>,
     since: Option<i64>,
     limit: u64,
+    json: bool,
 ) -> Result<String, StoreError> {
     let user_id = match email {
         Some(email) => match store.find_user_by_email(&normalize_email(email)).await? {
@@ -539,21 +552,63 @@ pub async fn audit_trail(
         },
         None => None,
     };
-    let show = |value: Option<String>| value.unwrap_or_else(|| "-".to_owned());
     let mut out = String::new();
     for event in store.audit_events(user_id, since, limit).await? {
         let at = rfc3339(event.at);
-        out.push_str(&format!(
-            "{at}\t{}\t{}\t{}\t{}\t{}\t{}\n",
-            event.event,
-            show(event.user_id.map(|id| id.to_string())),
-            show(event.session_id.map(|id| id.to_string())),
-            show(event.client_ip),
-            show(event.user_agent),
-            show(event.detail),
-        ));
+        let ids = [event.user_id, event.session_id].map(|id| id.map(|id| id.to_string()));
+        let [user_id, session_id] = ids;
+        if json {
+            let line = serde_json::json!({
+                "at": at,
+                "event": event.event,
+                "user_id": user_id,
+                "session_id": session_id,
+                "client_ip": event.client_ip,
+                "user_agent": event.user_agent,
+                "detail": event.detail,
+            });
+            out.push_str(&line.to_string());
+            out.push('\n');
+            continue;
+        }
+        let fields = [
+            Some(at),
+            Some(event.event),
+            user_id,
+            session_id,
+            event.client_ip,
+            event.user_agent,
+            event.detail,
+        ];
+        let fields: Vec<String> = fields
+            .iter()
+            .map(|field| {
+                field
+                    .as_deref()
+                    .map_or_else(|| "-".to_owned(), escape_control)
+            })
+            .collect();
+        out.push_str(&fields.join("\t"));
+        out.push('\n');
     }
     Ok(out)
+}
+
+/// Stored text as one field of one line: control characters (a tab or newline a client
+/// put in its user agent, a terminal escape) and backslashes escaped.
+fn escape_control(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '\t' => escaped.push_str("\\t"),
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            c if c.is_control() => escaped.push_str(&c.escape_unicode().to_string()),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 /// Emails are trimmed, lower-cased and NFC-normalized before they are stored or
@@ -671,6 +726,14 @@ mod tests {
         assert!(validate_email("ann\u{200b}@example.com").is_err());
         assert!(validate_email("ann@exam\u{feff}ple.com").is_err());
         assert!(validate_email("jos\u{e9}@example.com").is_ok());
+    }
+
+    #[test]
+    fn audit_fields_escape_control_characters() {
+        assert_eq!(
+            escape_control("curl\t1\nevil\u{1b}[2J\\"),
+            "curl\\t1\\nevil\\u{1b}[2J\\\\"
+        );
     }
 
     #[test]

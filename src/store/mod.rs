@@ -499,6 +499,23 @@ impl Store {
         Ok(sessions + tokens)
     }
 
+    /// Deletes up to `batch` audit events recorded before `cutoff`.
+    pub async fn delete_audit_before(&self, cutoff: i64, batch: u64) -> Result<u64> {
+        let _writer = self.writer().await;
+        use sea_orm::sea_query::Query;
+        let old = Query::select()
+            .column(audit_events::Column::Id)
+            .from(audit_events::Entity)
+            .and_where(audit_events::Column::At.lt(cutoff))
+            .limit(batch)
+            .to_owned();
+        Ok(audit_events::Entity::delete_many()
+            .filter(audit_events::Column::Id.in_subquery(old))
+            .exec(&self.db)
+            .await?
+            .rows_affected)
+    }
+
     /// Signing keys, newest first.
     pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>> {
         Ok(signing_keys::Entity::find()

@@ -198,6 +198,7 @@ async fn me_returns_the_user_of_the_access_token() {
     let response = app.me(&str_field(&pair, "access_token")).await;
 
     assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
     let user: Value = response.json().await.unwrap();
     assert_eq!(user["email"], email.as_str());
     assert_eq!(

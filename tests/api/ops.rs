@@ -327,6 +327,61 @@ async fn cleanup_deletes_ended_sessions_and_their_tokens_but_not_live_ones() {
 }
 
 #[tokio::test]
+async fn cleanup_removes_audit_events_older_than_the_retention() {
+    use authgate::store::entities::audit_events;
+    use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+    let app = crate::helpers::spawn_app().await;
+    app.signed_in_user().await; // register and login: two recent events
+    let db = app.db().await;
+    let day_ms = 86_400_000i64;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    for age_days in [40, 400] {
+        audit_events::Entity::insert(audit_events::ActiveModel {
+            id: Set(uuid::Uuid::new_v4()),
+            at: Set(now - age_days * day_ms),
+            event: Set(format!("old_{age_days}")),
+            user_id: Set(None),
+            session_id: Set(None),
+            client_ip: Set(None),
+            user_agent: Set(None),
+            detail: Set(None),
+        })
+        .exec_without_returning(&db)
+        .await
+        .unwrap();
+    }
+    let cleanup = |retention: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_authgate"))
+            .arg("cleanup")
+            .env("AUTHGATE_DATABASE_URL", &app.config.database_url)
+            .env("AUTHGATE_AUDIT_RETENTION", retention)
+            .env("AUTHGATE_LOG", "error")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+    };
+    let remaining = || async {
+        let mut events: Vec<String> = audit_events::Entity::find()
+            .filter(audit_events::Column::Event.starts_with("old_"))
+            .all(&db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|event| event.event)
+            .collect();
+        events.sort();
+        events
+    };
+
+    cleanup("365");
+    assert_eq!(remaining().await, ["old_40"]);
+    cleanup("30");
+    assert!(remaining().await.is_empty());
+    assert_eq!(audit_events::Entity::find().count(&db).await.unwrap(), 2);
+}
+
+#[tokio::test]
 async fn keys_list_shows_which_key_signs_and_which_are_published() {
     let app = crate::helpers::spawn_app().await;
     let run = |args: &[&str]| {
@@ -513,6 +568,45 @@ async fn the_audit_trail_records_each_security_event_with_its_client() {
     assert_eq!(first_line[4], "127.0.0.1");
     assert_eq!(first_line[5], "audit-test/1.0");
     assert!(!trail.contains(PASSWORD) && !trail.contains(&spent));
+}
+
+#[tokio::test]
+async fn the_audit_trail_prints_one_line_per_event_whatever_the_client_sent() {
+    let app = crate::helpers::spawn_app().await;
+    let email = format!("odd-{}@example.com", uuid::Uuid::new_v4().simple());
+    let sneaky = "curl\t2026-01-01T00:00:00Z\tlogin\tforged";
+    let registered = app
+        .client
+        .post(app.url("/v1/auth/register"))
+        .header("user-agent", sneaky)
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    let audit = |extra: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_authgate"))
+            .args(["audit", "--user", &email])
+            .args(extra)
+            .env("AUTHGATE_DATABASE_URL", &app.config.database_url)
+            .env("AUTHGATE_LOG", "error")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+
+    let text = audit(&[]);
+    let fields: Vec<&str> = text.trim_end().split('\t').collect();
+    assert_eq!(fields.len(), 7, "{text}");
+    assert_eq!(fields[5], sneaky.replace('\t', "\\t"));
+
+    let json = audit(&["--json"]);
+    assert_eq!(json.lines().count(), 1, "{json}");
+    let event: Value = serde_json::from_str(json.trim_end()).unwrap();
+    assert_eq!(event["event"], "register");
+    assert_eq!(event["user_agent"], sneaky);
+    assert_eq!(event["session_id"], Value::Null);
 }
 
 /// A TCP proxy to PostgreSQL that a test can cut and restore.
