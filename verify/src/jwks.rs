@@ -1,14 +1,17 @@
 //! Remote keys: a JWKS fetched from a URL (or found through discovery), cached for the
 //! server's `Cache-Control: max-age` within bounds, refetched at most once at a time
-//! and at most once per interval, and kept when a fetch fails.
+//! and at most once per interval, and kept when a fetch fails. The HTTP policy (https,
+//! redirects, size cap) is in [`crate::http`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::Algorithm;
+use reqwest::Url;
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::JwkSet;
+use crate::http::{self, HttpClient};
 use crate::verifier::{InitError, KeySet, SharedKeys};
 
 /// How remote keys are fetched and cached.
@@ -46,11 +49,24 @@ struct FetchState {
     stale_at: Instant,
 }
 
+/// Where remote keys come from, checked when the verifier is built.
+pub(crate) enum KeySource {
+    JwksUrl(Url),
+    /// The issuer's discovery document; its `jwks_uri` must be on the issuer's origin
+    /// or on one of `allowed_jwks_origins`.
+    Discovery {
+        url: Url,
+        allowed_jwks_origins: Vec<String>,
+    },
+}
+
 pub(crate) struct RemoteKeys {
-    client: reqwest::Client,
+    http: HttpClient,
     issuer: String,
+    source: KeySource,
+    allow_insecure_http: bool,
     /// Given, or resolved once from discovery.
-    jwks_url: OnceCell<String>,
+    jwks_url: OnceCell<Url>,
     options: JwksOptions,
     /// Held for the whole fetch: one fetch at a time, and waiters see its result.
     state: Mutex<FetchState>,
@@ -58,18 +74,20 @@ pub(crate) struct RemoteKeys {
 
 impl RemoteKeys {
     pub(crate) fn new(
-        jwks_url: Option<String>,
+        source: KeySource,
+        allow_insecure_http: bool,
         issuer: String,
         options: JwksOptions,
     ) -> Result<Self, InitError> {
-        let client = reqwest::Client::builder()
-            .timeout(options.timeout)
-            .connect_timeout(options.timeout)
-            .build()
-            .map_err(InitError::HttpClient)?;
+        let jwks_url = match &source {
+            KeySource::JwksUrl(url) => Some(url.clone()),
+            KeySource::Discovery { .. } => None,
+        };
         Ok(Self {
-            client,
+            http: HttpClient::new(options.timeout)?,
             issuer,
+            source,
+            allow_insecure_http,
             jwks_url: OnceCell::new_with(jwks_url),
             options,
             state: Mutex::new(FetchState {
@@ -144,30 +162,17 @@ impl RemoteKeys {
     }
 
     async fn fetch(&self, algorithms: &[Algorithm]) -> Result<(KeySet, Duration), String> {
-        let url = self
-            .jwks_url
-            .get_or_try_init(|| self.discover())
-            .await?
-            .clone();
-        let response = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        let max_age = response
-            .headers()
+        let url = self.jwks_url.get_or_try_init(|| self.discover()).await?;
+        let (headers, body) = self.http.get(url).await?;
+        let max_age = headers
             .get(reqwest::header::CACHE_CONTROL)
             .and_then(|value| value.to_str().ok())
             .and_then(max_age)
             .map_or(self.options.default_cache, |age| {
                 age.clamp(self.options.min_cache, self.options.max_cache)
             });
-        let jwks: JwkSet = response
-            .json()
-            .await
-            .map_err(|e| format!("GET {url}: not a JWKS: {e}"))?;
+        let jwks: JwkSet =
+            serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not a JWKS: {e}"))?;
         let keys = KeySet::from_jwks(&jwks, algorithms);
         if keys.is_empty() {
             return Err(format!("GET {url}: no usable signing key"));
@@ -175,25 +180,21 @@ impl RemoteKeys {
         Ok((keys, max_age))
     }
 
-    async fn discover(&self) -> Result<String, String> {
+    async fn discover(&self) -> Result<Url, String> {
         #[derive(serde::Deserialize)]
         struct Discovery {
             issuer: String,
             jwks_uri: String,
         }
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            self.issuer.trim_end_matches('/')
-        );
-        let document: Discovery = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| format!("GET {url}: {e}"))?
-            .json()
-            .await
+        let KeySource::Discovery {
+            url,
+            allowed_jwks_origins,
+        } = &self.source
+        else {
+            unreachable!("a JWKS URL is known from the start");
+        };
+        let (_, body) = self.http.get(url).await?;
+        let document: Discovery = serde_json::from_slice(&body)
             .map_err(|e| format!("GET {url}: not a discovery document: {e}"))?;
         // OpenID Connect Discovery §4.3: the document must name the issuer we asked.
         if document.issuer != self.issuer {
@@ -202,7 +203,18 @@ impl RemoteKeys {
                 document.issuer, self.issuer
             ));
         }
-        Ok(document.jwks_uri)
+        let jwks_url = http::check_url(&document.jwks_uri, self.allow_insecure_http)
+            .map_err(|e| format!("GET {url}: jwks_uri refused: {e}"))?;
+        // Whoever can alter the discovery document must not be able to point the
+        // verifier at keys on a host of their choosing.
+        let jwks_origin = http::origin(&jwks_url);
+        if jwks_origin != http::origin(url) && !allowed_jwks_origins.contains(&jwks_origin) {
+            return Err(format!(
+                "GET {url}: jwks_uri {jwks_url} is on another origin than the issuer; \
+                 refused (allow it with .allow_jwks_origin(\"{jwks_origin}\"))"
+            ));
+        }
+        Ok(jwks_url)
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! A [`Verifier`] checks the signature against keys it was given (a static PEM, a JWKS
 //! URL or the issuer's discovery document; never a key or URL named by the token:
-//! `jku`, `x5u`, `jwk` and `x5c` are ignored), an explicit algorithm allow-list, `typ`,
+//! `jku`, `x5u`, `jwk` and `x5c` are ignored; remote ones over `https://` unless the
+//! host is loopback), an explicit algorithm allow-list, `typ`,
 //! `iss`, `aud`, `exp` and `nbf` with leeway. The [`poem`](crate::poem) module turns it
 //! into extractors that answer 401/403 `application/problem+json` with RFC 6750
 //! `WWW-Authenticate` challenges. No database or password-hashing code is compiled.
@@ -14,6 +15,7 @@
 #[doc = include_str!("../../README.md")]
 struct WorkspaceReadme;
 
+mod http;
 mod jwks;
 pub mod poem;
 mod verifier;
@@ -31,6 +33,10 @@ pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 
 /// Tokens longer than this are refused before any parsing; authgate's are ~450 bytes.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// JWKS and discovery responses longer than this (64 KiB) are refused; reading stops
+/// at the cap.
+pub const MAX_KEYS_RESPONSE_LEN: usize = 64 * 1024;
 
 /// Claims of an authgate access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,8 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::de::DeserializeOwned;
 
-use crate::jwks::{JwksOptions, RemoteKeys};
+use crate::http;
+use crate::jwks::{JwksOptions, KeySource, RemoteKeys};
 use crate::{ACCESS_TOKEN_TYPE, AccessClaims, JwkSet, MAX_TOKEN_LEN, VerifyError};
 
 /// A configuration mistake, found when the verifier is built.
@@ -19,39 +20,76 @@ pub enum InitError {
     BadPem(jsonwebtoken::errors::Error),
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(reqwest::Error),
+    #[error("{url:?} is not a usable key source URL: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error(
+        "{0:?} is plain http to a host that is not loopback, so its keys could be swapped \
+         in transit: use https, or call .allow_insecure_http() to opt out"
+    )]
+    InsecureHttp(String),
+    #[error(
+        "{0:?} needs TLS, which this build lacks: enable the `rustls` feature of \
+         authgate-verify (on by default)"
+    )]
+    TlsUnavailable(String),
+}
+
+/// A trusted key, and the one algorithm it may be used with when its JWK names one.
+pub(crate) struct Key {
+    key: DecodingKey,
+    alg: Option<Algorithm>,
+}
+
+impl Key {
+    /// A signing key of `jwk` that fits `algorithms`: a key of another family, or one
+    /// whose `alg` is not in the list (or not a signature algorithm), is left out.
+    fn from_jwk(jwk: &jsonwebtoken::jwk::Jwk, algorithms: &[Algorithm]) -> Option<Self> {
+        let for_signing = jwk
+            .common
+            .public_key_use
+            .as_ref()
+            .is_none_or(|usage| *usage == jsonwebtoken::jwk::PublicKeyUse::Signature);
+        if !for_signing {
+            return None;
+        }
+        let alg = match jwk.common.key_algorithm {
+            None => None,
+            Some(alg) => {
+                let alg: Algorithm = serde_json::to_value(alg).ok()?.as_str()?.parse().ok()?;
+                if !algorithms.contains(&alg) {
+                    return None;
+                }
+                Some(alg)
+            }
+        };
+        let key = DecodingKey::from_jwk(jwk).ok()?;
+        let family = key.family();
+        let fits = match alg {
+            Some(alg) => alg.family() == family,
+            None => algorithms.iter().any(|alg| alg.family() == family),
+        };
+        fits.then_some(Self { key, alg })
+    }
 }
 
 /// The keys a verifier trusts: by `kid`, or one key for every token (static PEM).
 #[derive(Default)]
 pub(crate) struct KeySet {
-    by_kid: HashMap<String, DecodingKey>,
-    any_kid: Option<DecodingKey>,
+    by_kid: HashMap<String, Key>,
+    any_kid: Option<Key>,
 }
 
 impl KeySet {
     /// The usable signing keys of `jwks` that carry a `kid` and fit `algorithms`.
     pub(crate) fn from_jwks(jwks: &JwkSet, algorithms: &[Algorithm]) -> Self {
-        let by_kid =
-            jwks.keys
-                .iter()
-                .filter(|jwk| {
-                    let for_signing =
-                        jwk.common.public_key_use.as_ref().is_none_or(|usage| {
-                            *usage == jsonwebtoken::jwk::PublicKeyUse::Signature
-                        });
-                    let alg_allowed = jwk
-                        .common
-                        .key_algorithm
-                        .and_then(|alg| serde_json::to_value(alg).ok())
-                        .and_then(|alg| alg.as_str()?.parse::<Algorithm>().ok())
-                        .is_none_or(|alg| algorithms.contains(&alg));
-                    for_signing && alg_allowed
-                })
-                .filter_map(|jwk| {
-                    let kid = jwk.common.key_id.clone()?;
-                    Some((kid, DecodingKey::from_jwk(jwk).ok()?))
-                })
-                .collect();
+        let by_kid = jwks
+            .keys
+            .iter()
+            .filter_map(|jwk| {
+                let kid = jwk.common.key_id.clone()?;
+                Some((kid, Key::from_jwk(jwk, algorithms)?))
+            })
+            .collect();
         Self {
             by_kid,
             any_kid: None,
@@ -70,7 +108,7 @@ impl KeySet {
         self.any_kid.is_none() && self.by_kid.is_empty()
     }
 
-    fn get(&self, kid: Option<&str>) -> Option<&DecodingKey> {
+    fn get(&self, kid: Option<&str>) -> Option<&Key> {
         kid.and_then(|kid| self.by_kid.get(kid))
             .or(self.any_kid.as_ref())
     }
@@ -84,6 +122,37 @@ enum Source {
     Discovery,
 }
 
+/// A [`Validation`] per key family of the allow-list: jsonwebtoken refuses a key when
+/// the validation's algorithms span several families, so EdDSA and ES256 together need
+/// one validation each.
+fn validations(
+    algorithms: &[Algorithm],
+    issuer: &str,
+    audiences: &[String],
+    leeway: u64,
+) -> Vec<Validation> {
+    let mut validations: Vec<Validation> = Vec::new();
+    for &alg in algorithms {
+        if let Some(same_family) = validations
+            .iter_mut()
+            .find(|v| v.algorithms[0].family() == alg.family())
+        {
+            if !same_family.algorithms.contains(&alg) {
+                same_family.algorithms.push(alg);
+            }
+            continue;
+        }
+        let mut validation = Validation::new(alg);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(audiences);
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = leeway;
+        validations.push(validation);
+    }
+    validations
+}
+
 /// Builds a [`Verifier`]; see [`Verifier::builder`].
 pub struct VerifierBuilder {
     issuer: String,
@@ -93,6 +162,8 @@ pub struct VerifierBuilder {
     typ: Option<String>,
     source: Option<Source>,
     jwks_options: JwksOptions,
+    allow_insecure_http: bool,
+    allowed_jwks_origins: Vec<String>,
 }
 
 impl VerifierBuilder {
@@ -103,7 +174,9 @@ impl VerifierBuilder {
     }
 
     /// The algorithm allow-list (default: EdDSA only). The token's `alg` must be in it
-    /// and fit the key; the header alone never decides.
+    /// and fit the key (its family, and the JWK's own `alg` when it has one); the header
+    /// alone never decides. Key families may be mixed, e.g. `&[EdDSA, ES256]` with a
+    /// JWKS holding an Ed25519 and a P-256 key.
     pub fn algorithms(mut self, algorithms: &[Algorithm]) -> Self {
         self.algorithms = algorithms.to_vec();
         self
@@ -127,16 +200,40 @@ impl VerifierBuilder {
         self
     }
 
-    /// Trust the keys of a JWKS document, fetched and cached.
+    /// Trust the keys of a JWKS document, fetched and cached. The URL must be
+    /// `https://`, or `http://` to a loopback host (127.0.0.0/8, `::1`, `localhost`)
+    /// unless [`allow_insecure_http`](Self::allow_insecure_http) is called; redirects are
+    /// followed only on the same origin, and a response over
+    /// [`MAX_KEYS_RESPONSE_LEN`](crate::MAX_KEYS_RESPONSE_LEN) is refused.
     pub fn jwks_url(mut self, url: &str) -> Self {
         self.source = Some(Source::JwksUrl(url.to_owned()));
         self
     }
 
     /// Trust the keys of the JWKS named by the issuer's OpenID discovery document
-    /// (`{issuer}/.well-known/openid-configuration`).
+    /// (`{issuer}/.well-known/openid-configuration`). The issuer URL follows the rules
+    /// of [`jwks_url`](Self::jwks_url), and so does the document's `jwks_uri`, which
+    /// must also be on the issuer's origin unless
+    /// [`allow_jwks_origin`](Self::allow_jwks_origin) allows its own.
     pub fn discovery(mut self) -> Self {
         self.source = Some(Source::Discovery);
+        self
+    }
+
+    /// Accept a discovered `jwks_uri` on this origin (`scheme://host[:port]`, e.g.
+    /// `"https://keys.example.com"`) besides the issuer's own; call once per origin.
+    /// By default a `jwks_uri` on another origin is refused (logged as a warning; requests
+    /// then get [`VerifyError::KeysUnavailable`], a 503 from the extractors).
+    pub fn allow_jwks_origin(mut self, origin: &str) -> Self {
+        self.allowed_jwks_origins.push(origin.to_owned());
+        self
+    }
+
+    /// Opt out of the https requirement: allow plain `http://` JWKS, discovery and
+    /// `jwks_uri` URLs on any host, not only loopback ones. Anyone on the network path
+    /// can then substitute their own keys; for tests and trusted private networks only.
+    pub fn allow_insecure_http(mut self) -> Self {
+        self.allow_insecure_http = true;
         self
     }
 
@@ -146,56 +243,60 @@ impl VerifierBuilder {
         self
     }
 
-    /// Builds the verifier. Remote keys are fetched once now; if that fails the failure
-    /// is logged and the keys are fetched again when a token needs them, so a service
-    /// can start before its issuer.
+    /// Builds the verifier. Key source URLs are checked first (see
+    /// [`jwks_url`](Self::jwks_url)). Remote keys are fetched once now; if that fails the
+    /// failure is logged and the keys are fetched again when a token needs them, so a
+    /// service can start before its issuer.
     pub async fn build(self) -> Result<Verifier, InitError> {
         if self.algorithms.is_empty() {
             return Err(InitError::NoAlgorithms);
         }
-        let mut validation = Validation::new(self.algorithms[0]);
-        validation.algorithms = self.algorithms.clone();
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&self.audiences);
-        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-        validation.validate_nbf = true;
-        validation.leeway = self.leeway;
+        let validations = validations(&self.algorithms, &self.issuer, &self.audiences, self.leeway);
+        let insecure = self.allow_insecure_http;
+        let remote =
+            |source| RemoteKeys::new(source, insecure, self.issuer.clone(), self.jwks_options);
 
-        let (keys, remote) = match self.source.ok_or(InitError::NoKeySource)? {
+        let (keys, remote) = match self.source.as_ref().ok_or(InitError::NoKeySource)? {
             Source::Pem(pem) => {
                 let key = DecodingKey::from_ed_pem(pem.as_bytes()).map_err(InitError::BadPem)?;
                 let keys = KeySet {
                     by_kid: HashMap::new(),
-                    any_kid: Some(key),
+                    any_kid: Some(Key { key, alg: None }),
                 };
                 (keys, None)
             }
-            Source::JwksUrl(url) => (
-                KeySet::default(),
-                Some(RemoteKeys::new(
-                    Some(url),
-                    self.issuer.clone(),
-                    self.jwks_options,
-                )?),
-            ),
-            Source::Discovery => (
-                KeySet::default(),
-                Some(RemoteKeys::new(
-                    None,
-                    self.issuer.clone(),
-                    self.jwks_options,
-                )?),
-            ),
+            Source::JwksUrl(url) => {
+                let url = http::check_url(url, insecure)?;
+                (KeySet::default(), Some(remote(KeySource::JwksUrl(url))?))
+            }
+            Source::Discovery => {
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    self.issuer.trim_end_matches('/')
+                );
+                let url = http::check_url(&url, insecure)?;
+                let allowed_jwks_origins = self
+                    .allowed_jwks_origins
+                    .iter()
+                    .map(|origin| http::parse_origin(origin, insecure))
+                    .collect::<Result<_, _>>()?;
+                let source = KeySource::Discovery {
+                    url,
+                    allowed_jwks_origins,
+                };
+                (KeySet::default(), Some(remote(source)?))
+            }
         };
         let verifier = Verifier {
-            validation,
+            validations,
+            algorithms: self.algorithms,
             typ: self.typ,
             keys: RwLock::new(Arc::new(keys)),
             remote,
         };
         if let Some(remote) = &verifier.remote {
             remote
-                .refresh_initial(&verifier.keys, &verifier.validation.algorithms)
+                .refresh_initial(&verifier.keys, &verifier.algorithms)
                 .await;
         }
         Ok(verifier)
@@ -204,7 +305,10 @@ impl VerifierBuilder {
 
 /// Validates access tokens of one issuer for one or more audiences.
 pub struct Verifier {
-    validation: Validation,
+    /// One per key family of `algorithms`.
+    validations: Vec<Validation>,
+    /// The allow-list.
+    algorithms: Vec<Algorithm>,
     typ: Option<String>,
     keys: SharedKeys,
     remote: Option<RemoteKeys>,
@@ -222,20 +326,18 @@ impl Verifier {
             typ: Some(ACCESS_TOKEN_TYPE.to_owned()),
             source: None,
             jwks_options: JwksOptions::default(),
+            allow_insecure_http: false,
+            allowed_jwks_origins: Vec::new(),
         }
     }
 
     /// A verifier with the defaults and no keys yet; hand it keys with
     /// [`Verifier::set_keys`] (authgate does, from its own key ring).
     pub fn new(issuer: &str, audience: &str) -> Self {
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-        validation.validate_nbf = true;
-        validation.leeway = 60;
+        let algorithms = vec![Algorithm::EdDSA];
         Self {
-            validation,
+            validations: validations(&algorithms, issuer, &[audience.to_owned()], 60),
+            algorithms,
             typ: Some(ACCESS_TOKEN_TYPE.to_owned()),
             keys: RwLock::default(),
             remote: None,
@@ -244,13 +346,15 @@ impl Verifier {
 
     /// Clock leeway in seconds for `exp` and `nbf`.
     pub fn with_leeway(mut self, seconds: u64) -> Self {
-        self.validation.leeway = seconds;
+        for validation in &mut self.validations {
+            validation.leeway = seconds;
+        }
         self
     }
 
     /// Replaces the trusted keys with the signing keys of `jwks` that carry a `kid`.
     pub fn set_keys(&self, jwks: &JwkSet) {
-        let keys = KeySet::from_jwks(jwks, &self.validation.algorithms);
+        let keys = KeySet::from_jwks(jwks, &self.algorithms);
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
     }
 
@@ -265,8 +369,8 @@ impl Verifier {
 
     /// [`Verifier::verify_cached`] into a claims type of your own.
     pub fn verify_cached_as<T: DeserializeOwned>(&self, token: &str) -> Result<T, VerifyError> {
-        let kid = self.check_header(token)?;
-        self.decode(token, kid.as_deref())
+        let (alg, kid) = self.check_header(token)?;
+        self.decode(token, alg, kid.as_deref())
     }
 
     /// Verifies a token, fetching keys first when the remote key cache has expired or
@@ -277,30 +381,28 @@ impl Verifier {
 
     /// [`Verifier::verify`] into a claims type of your own, e.g. [`crate::Claims`].
     pub async fn verify_as<T: DeserializeOwned>(&self, token: &str) -> Result<T, VerifyError> {
-        let kid = self.check_header(token)?;
+        let (alg, kid) = self.check_header(token)?;
         let Some(remote) = &self.remote else {
-            return self.decode(token, kid.as_deref());
+            return self.decode(token, alg, kid.as_deref());
         };
-        remote
-            .refresh_if_stale(&self.keys, &self.validation.algorithms)
-            .await;
-        match self.decode(token, kid.as_deref()) {
+        remote.refresh_if_stale(&self.keys, &self.algorithms).await;
+        match self.decode(token, alg, kid.as_deref()) {
             Err(VerifyError::UnknownKey) => {
                 let kid = kid.ok_or(VerifyError::UnknownKey)?;
                 remote
-                    .refresh_for_unknown_kid(&kid, &self.keys, &self.validation.algorithms)
+                    .refresh_for_unknown_kid(&kid, &self.keys, &self.algorithms)
                     .await;
                 if self.current_keys().is_empty() {
                     return Err(VerifyError::KeysUnavailable);
                 }
-                self.decode(token, Some(&kid))
+                self.decode(token, alg, Some(&kid))
             }
             other => other,
         }
     }
 
-    /// Size, `typ` and algorithm checks that need no key; returns the `kid`.
-    fn check_header(&self, token: &str) -> Result<Option<String>, VerifyError> {
+    /// Size, `typ` and algorithm checks that need no key; returns the `alg` and `kid`.
+    fn check_header(&self, token: &str) -> Result<(Algorithm, Option<String>), VerifyError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(VerifyError::TooLong);
         }
@@ -314,20 +416,32 @@ impl Verifier {
                 return Err(VerifyError::WrongType);
             }
         }
-        if !self.validation.algorithms.contains(&header.alg) {
+        if !self.algorithms.contains(&header.alg) {
             return Err(VerifyError::AlgorithmNotAllowed);
         }
-        Ok(header.kid)
+        Ok((header.alg, header.kid))
     }
 
+    /// Verifies with the key of `kid`, which must fit the header's `alg`: same family,
+    /// and the JWK's own `alg` when it names one.
     fn decode<T: DeserializeOwned>(
         &self,
         token: &str,
+        alg: Algorithm,
         kid: Option<&str>,
     ) -> Result<T, VerifyError> {
         let keys = self.current_keys();
         let key = keys.get(kid).ok_or(VerifyError::UnknownKey)?;
-        jsonwebtoken::decode::<T>(token, key, &self.validation)
+        let family = key.key.family();
+        if alg.family() != family || key.alg.is_some_and(|pinned| pinned != alg) {
+            return Err(VerifyError::AlgorithmNotAllowed);
+        }
+        let validation = self
+            .validations
+            .iter()
+            .find(|validation| validation.algorithms[0].family() == family)
+            .ok_or(VerifyError::AlgorithmNotAllowed)?;
+        jsonwebtoken::decode::<T>(token, &key.key, validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 ErrorKind::InvalidSignature => VerifyError::BadSignature,
