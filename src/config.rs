@@ -74,11 +74,25 @@ pub enum ConfigCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Make a new active signing key; older public keys stay in the JWKS until the
-    /// tokens they signed have expired. Running instances switch within 60 seconds.
-    Rotate,
-    /// List the signing keys: which signs, which are still published.
+    /// Add a signing key: published at once (state `next`), signing once
+    /// AUTHGATE_KEY_ACTIVATION_DELAY has passed; the key it replaces stays published
+    /// until the tokens it signed have expired. Prints the new key's kid.
+    Rotate {
+        /// Sign with the new key at once (within the reload interval), e.g. before
+        /// revoking a compromised key.
+        #[arg(long)]
+        now: bool,
+    },
+    /// Withdraw a key at once (compromise): out of the JWKS and out of signing on every
+    /// instance within the reload interval; its tokens are rejected from then on.
+    Revoke {
+        /// The key's `kid`, as `keys list` shows it.
+        kid: String,
+    },
+    /// List the signing keys with their state (next, signing, retiring, revoked).
     List,
+    /// Re-encrypt every stored private key under the first master key.
+    Rewrap,
 }
 
 #[derive(Clone, Args)]
@@ -210,12 +224,31 @@ pub struct Config {
     )]
     pub signing_key_file: Option<PathBuf>,
 
-    /// Seconds between reloads of the signing keys from the database. A rotated key is
-    /// published at once and signs from this long after its creation, so every
-    /// instance publishes it before any signs with it.
+    /// Seconds between reloads of the signing keys from the database (1–60).
     #[arg(long, env = "AUTHGATE_KEY_RELOAD_INTERVAL", value_name = "AUTHGATE_KEY_RELOAD_INTERVAL", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=30), hide = true)]
+          value_parser = clap::value_parser!(u64).range(1..=60))]
     pub key_reload_interval: u64,
+
+    /// Seconds from `keys rotate` until the new key signs: at least the reload interval
+    /// + 60 (the JWKS max-age), so every instance and every verifier caching the JWKS
+    /// knows the key before any token carries it.
+    #[arg(
+        long,
+        env = "AUTHGATE_KEY_ACTIVATION_DELAY",
+        value_name = "AUTHGATE_KEY_ACTIVATION_DELAY",
+        default_value_t = 120
+    )]
+    pub key_activation_delay: u64,
+
+    /// Master keys (one base64 32-byte key per line; the first encrypts) that seal the
+    /// private keys kept in the database. Unset with SQLite: generated beside the
+    /// database file (`<file>.key`); required with PostgreSQL.
+    #[arg(
+        long,
+        env = "AUTHGATE_MASTER_KEY_FILE",
+        value_name = "AUTHGATE_MASTER_KEY_FILE"
+    )]
+    pub master_key_file: Option<PathBuf>,
 
     /// Days the audit trail keeps an event; `cleanup` (and serve, every few minutes)
     /// removes older ones. 0 keeps every event.
@@ -252,10 +285,26 @@ pub enum LogFormat {
     Json,
 }
 
+/// JWKS responses may be cached this long (`Cache-Control: max-age`).
+pub const JWKS_MAX_AGE_SECS: u64 = 60;
+
 impl Config {
     /// The configuration from the environment alone, for embedding and tests.
     pub fn from_env() -> Result<Self, clap::Error> {
         Cli::try_parse_from(["authgate"]).map(|cli| cli.config)
+    }
+
+    /// Checks what no single value's parser can: how values relate.
+    pub fn validate(&self) -> Result<(), String> {
+        let least_delay = self.key_reload_interval + JWKS_MAX_AGE_SECS;
+        if self.key_activation_delay < least_delay {
+            return Err(format!(
+                "AUTHGATE_KEY_ACTIVATION_DELAY: {} is below AUTHGATE_KEY_RELOAD_INTERVAL + {JWKS_MAX_AGE_SECS} \
+                 ({least_delay}): verifiers caching the JWKS could meet a new key before they know it",
+                self.key_activation_delay
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -386,6 +435,9 @@ impl fmt::Debug for Config {
             .field("argon2_parallelism", &self.argon2_parallelism)
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("signing_key_file", &self.signing_key_file)
+            .field("master_key_file", &self.master_key_file)
+            .field("key_reload_interval", &self.key_reload_interval)
+            .field("key_activation_delay", &self.key_activation_delay)
             .field("audit_retention", &self.audit_retention)
             .field("log", &self.log)
             .field("log_format", &self.log_format)

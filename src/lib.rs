@@ -16,6 +16,8 @@ pub mod startup;
 pub mod store;
 pub mod throttle;
 
+use std::time::Duration;
+
 use config::{Cli, Command, ConfigCommand, KeysCommand};
 
 /// Runs one command of the CLI.
@@ -37,22 +39,31 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             print!("{}", api::spec_yaml());
             Ok(())
         }
-        Command::Keys {
-            command: KeysCommand::Rotate,
-        } => {
+        Command::Keys { command } => {
             let store = startup::connect(&config.database_url).await?;
             store.migrate().await?;
-            let kid =
-                domain::keys::KeyRing::rotate(&store, config.signing_key_file.is_some()).await?;
-            println!("{kid}");
-            Ok(())
-        }
-        Command::Keys {
-            command: KeysCommand::List,
-        } => {
-            let store = startup::connect(&config.database_url).await?;
-            store.migrate().await?;
-            print!("{}", domain::keys::describe_keys(&store, &config).await?);
+            match command {
+                KeysCommand::Rotate { now } => {
+                    config.validate().map_err(|e| anyhow::anyhow!(e))?;
+                    if config.signing_key_file.is_some() {
+                        return Err(domain::keys::KeyRingError::KeyFromFile.into());
+                    }
+                    let master = startup::required_master_keys(&config)?;
+                    let delay = if now { 0 } else { config.key_activation_delay };
+                    let kid =
+                        domain::keys::rotate(&store, &master, Duration::from_secs(delay)).await?;
+                    println!("{kid}");
+                }
+                KeysCommand::Revoke { kid } => {
+                    domain::keys::revoke(&store, &kid, config.signing_key_file.is_some()).await?;
+                }
+                KeysCommand::List => print!("{}", domain::keys::describe_keys(&store).await?),
+                KeysCommand::Rewrap => {
+                    let master = startup::required_master_keys(&config)?;
+                    let rewrapped = domain::keys::rewrap(&store, &master).await?;
+                    println!("re-encrypted {rewrapped} keys");
+                }
+            }
             Ok(())
         }
         Command::Cleanup => {
@@ -80,6 +91,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Config {
             command: ConfigCommand::Check,
         } => {
+            config.validate().map_err(|e| anyhow::anyhow!(e))?;
             println!("{config:#?}");
             Ok(())
         }

@@ -13,12 +13,13 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use crate::api;
 use crate::config::{Config, redact_url};
+use crate::crypto::master::MasterKeys;
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::signing::SigningKey;
 use crate::domain::keys::KeyRing;
 use crate::domain::{AuthService, TokenPolicy, now_ms};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{self, SqliteLocation, Store};
 use crate::throttle::Throttle;
 
 /// Clock leeway for authgate's own Bearer endpoints: only clock skew between instances.
@@ -39,10 +40,18 @@ pub struct Application {
 impl Application {
     /// Connects and migrates the database, loads keys and binds the listener.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        config.validate().map_err(|e| anyhow!(e))?;
         let file_key = match &config.signing_key_file {
             Some(path) => Some(load_key_file(path)?),
             None => None,
         };
+        let master = master_keys(config)?;
+        if master.is_none() && file_key.is_none() {
+            anyhow::bail!(
+                "AUTHGATE_MASTER_KEY_FILE is required with PostgreSQL: the signing keys kept \
+                 in the database are encrypted under it (make one with `openssl rand -base64 32`)"
+            );
+        }
         let (memory, iterations, parallelism) = (
             config.argon2_memory_kib,
             config.argon2_iterations,
@@ -62,6 +71,7 @@ impl Application {
             KeyRing::load(
                 store.clone(),
                 file_key,
+                master,
                 verifier.clone(),
                 config.access_ttl,
                 Duration::from_secs(config.key_reload_interval),
@@ -170,6 +180,37 @@ impl Application {
         }
         served.context("serving HTTP")
     }
+}
+
+/// The master keys: from `AUTHGATE_MASTER_KEY_FILE`, or for a SQLite file from
+/// `<file>.key` (made on first use), or for an in-memory database a key that dies with
+/// it. `None` for PostgreSQL without a master key file.
+pub fn master_keys(config: &Config) -> anyhow::Result<Option<MasterKeys>> {
+    if let Some(path) = &config.master_key_file {
+        return MasterKeys::from_file(path)
+            .map(Some)
+            .map_err(|e| anyhow!("AUTHGATE_MASTER_KEY_FILE: {e}"));
+    }
+    match store::sqlite_location(&config.database_url) {
+        Some(SqliteLocation::File(path)) => {
+            let mut key_path = path.into_os_string();
+            key_path.push(".key");
+            MasterKeys::load_or_generate(std::path::Path::new(&key_path))
+                .map(Some)
+                .map_err(|e| {
+                    anyhow!("AUTHGATE_MASTER_KEY_FILE (generated beside the database): {e}")
+                })
+        }
+        Some(SqliteLocation::Memory) => Ok(Some(MasterKeys::ephemeral())),
+        None => Ok(None),
+    }
+}
+
+/// The master keys a command that seals needs.
+pub fn required_master_keys(config: &Config) -> anyhow::Result<MasterKeys> {
+    master_keys(config)?.ok_or_else(|| {
+        anyhow!("AUTHGATE_MASTER_KEY_FILE is required with PostgreSQL to seal signing keys")
+    })
 }
 
 pub async fn connect(database_url: &str) -> anyhow::Result<Store> {

@@ -1,6 +1,7 @@
 //! Cryptographic building blocks: password hashing, refresh-token material and the
 //! access-token signing keys. Nothing here touches the database or HTTP.
 
+pub mod master;
 pub mod password;
 pub mod refresh;
 pub mod signing;

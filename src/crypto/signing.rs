@@ -17,6 +17,8 @@ pub enum KeyError {
     Unparsable,
     #[error("signing failed: {0}")]
     Sign(#[from] jsonwebtoken::errors::Error),
+    #[error("no key may sign now (every key is next, retired or revoked)")]
+    NoSigner,
 }
 
 /// One Ed25519 key pair. `Debug` never shows the private half.

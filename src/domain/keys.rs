@@ -1,16 +1,23 @@
 //! The signing key ring: which key signs new access tokens and which public keys the
 //! JWKS publishes. Every instance reloads it from the database periodically, so a key
-//! made by `authgate keys rotate` is used everywhere without a restart. A new key is
-//! published at once but signs only one reload interval after its creation, so every
-//! instance (and every verifier that refetches on an unknown `kid`) knows it first.
+//! made by `authgate keys rotate` or withdrawn by `authgate keys revoke` reaches every
+//! instance without a restart.
+//!
+//! A key is `next` (published, not signing yet), `signing`, `retiring` (published for
+//! the tokens it signed) or `revoked` (gone). The times at which a key starts and stops
+//! signing are stored with it and the signer is chosen at each signature from them, so
+//! every instance switches at the same moment, and a key past its retirement never
+//! signs again, whatever the restart order or configuration.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use authgate_verify::{JwkSet, Verifier};
 
+use crate::crypto::master::MasterKeys;
 use crate::crypto::signing::{self, KeyError, SigningKey};
-use crate::store::{SigningKeyRow, Store, StoreError};
+use crate::store::{Actor, Audit, SigningKeyRow, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRingError {
@@ -18,65 +25,130 @@ pub enum KeyRingError {
     Store(#[from] StoreError),
     #[error("stored signing key {kid}: {source}")]
     Key { kid: String, source: KeyError },
+    #[error(
+        "AUTHGATE_MASTER_KEY_FILE: no master key opens the stored signing key {kid} \
+         (a wrong or missing master key file?)"
+    )]
+    WrongMasterKey { kid: String },
     #[error("the signing key comes from AUTHGATE_SIGNING_KEY_FILE; replace that file to rotate")]
     KeyFromFile,
+    #[error("no signing key {0}")]
+    UnknownKey(String),
+    #[error(
+        "{0} is the only key that can sign; run `authgate keys rotate --now` first, \
+         then revoke it"
+    )]
+    LastSigner(String),
 }
 
+/// Where a key stands in its lifecycle at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Next,
+    Signing,
+    Retiring,
+    Revoked,
+}
+
+impl KeyState {
+    pub fn of(row: &SigningKeyRow, now: i64) -> Self {
+        if row.revoked_at.is_some() {
+            Self::Revoked
+        } else if row.retired_at.is_some_and(|retired| retired <= now) {
+            Self::Retiring
+        } else if activates_at(row) > now {
+            Self::Next
+        } else {
+            Self::Signing
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Next => "next",
+            Self::Signing => "signing",
+            Self::Retiring => "retiring",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+fn activates_at(row: &SigningKeyRow) -> i64 {
+    row.activates_at.unwrap_or(row.created_at)
+}
+
+/// A key that signs from `activates_at` until `retires_at`.
+struct Candidate {
+    activates_at: i64,
+    retires_at: Option<i64>,
+    key: Arc<SigningKey>,
+}
+
+impl Candidate {
+    fn signs_at(&self, now: i64) -> bool {
+        self.activates_at <= now && self.retires_at.is_none_or(|retired| now < retired)
+    }
+}
+
+#[derive(Default)]
 struct Keys {
-    signer: Arc<SigningKey>,
+    /// Newest activation first.
+    candidates: Vec<Candidate>,
     jwks: Arc<JwkSet>,
 }
 
 pub struct KeyRing {
     store: Store,
+    master: Option<MasterKeys>,
     file_key: Option<Arc<SigningKey>>,
     verifier: Arc<Verifier>,
-    /// A key signs this long after its creation: one reload interval.
-    activation_delay_ms: i64,
-    /// Retired keys stay published this long: until their successor signs everywhere,
-    /// plus the lifetime of the last token they signed and clock leeway.
+    /// Retired keys stay published this long: the lifetime of the last token they
+    /// signed, plus clock leeway between instances and one reload interval.
     retired_key_lifetime_ms: i64,
     keys: RwLock<Keys>,
 }
 
 impl KeyRing {
-    /// Loads the keys, generating and storing the first one if there is none (and no
-    /// key file), and hands the public keys to `verifier`. With a key file, keys kept
-    /// in the database are retired: they age out of the JWKS.
+    /// Loads the keys and hands the public keys to `verifier`. Stored keys still in
+    /// plain text are sealed under the master key first; a key no master key opens
+    /// refuses the start. Without a key file and no key that may sign, a new one is
+    /// made. With a key file, keys kept in the database are retired: they age out of
+    /// the JWKS. `master` may be `None` only with a key file.
     pub async fn load(
         store: Store,
         file_key: Option<SigningKey>,
+        master: Option<MasterKeys>,
         verifier: Arc<Verifier>,
         access_ttl_secs: u64,
         reload_interval: Duration,
     ) -> Result<Self, KeyRingError> {
-        let file_key = file_key.map(Arc::new);
+        let now = super::now_ms();
         if file_key.is_some() {
-            store.retire_signing_keys(super::now_ms()).await?;
-        } else if !store
-            .signing_keys()
-            .await?
-            .iter()
-            .any(|row| row.retired_at.is_none())
-        {
-            store
-                .add_signing_key(new_row(&SigningKey::generate()), false, None)
-                .await?;
+            store.retire_signing_keys(now).await?;
         }
-        let activation_delay_ms = reload_interval.as_millis() as i64;
-        let retired_key_lifetime_ms =
-            2 * activation_delay_ms + (access_ttl_secs as i64 + 60) * 1000;
-        let placeholder = Arc::new(SigningKey::generate());
+        if let Some(master) = &master {
+            seal_plaintext_keys(&store, master).await?;
+            for row in store.signing_keys().await? {
+                if row.revoked_at.is_none() {
+                    open_key(master, &row)?;
+                }
+            }
+            let may_sign = |row: &SigningKeyRow| {
+                row.revoked_at.is_none() && row.retired_at.is_none_or(|retired| retired > now)
+            };
+            if file_key.is_none() && !store.signing_keys().await?.iter().any(may_sign) {
+                let row = new_row(&SigningKey::generate(), master, now, now);
+                store.add_signing_key(row, None, None).await?;
+            }
+        }
         let ring = Self {
             store,
-            file_key,
+            master,
+            file_key: file_key.map(Arc::new),
             verifier,
-            activation_delay_ms,
-            retired_key_lifetime_ms,
-            keys: RwLock::new(Keys {
-                signer: placeholder,
-                jwks: Arc::default(),
-            }),
+            retired_key_lifetime_ms: (access_ttl_secs as i64 + 60) * 1000
+                + reload_interval.as_millis() as i64,
+            keys: RwLock::default(),
         };
         ring.reload().await?;
         Ok(ring)
@@ -86,132 +158,237 @@ impl KeyRing {
     pub async fn reload(&self) -> Result<(), KeyRingError> {
         let rows = self.store.signing_keys().await?;
         let now = super::now_ms();
-        let published: Vec<&SigningKeyRow> = rows
+        let mut jwks: Vec<_> = rows
             .iter()
             .filter(|row| {
-                row.retired_at
-                    .is_none_or(|retired| retired + self.retired_key_lifetime_ms > now)
+                row.revoked_at.is_none()
+                    && row
+                        .retired_at
+                        .is_none_or(|retired| retired + self.retired_key_lifetime_ms > now)
             })
-            .collect();
-        let mut jwks: Vec<_> = published
-            .iter()
             .map(|row| signing::public_jwk(&row.kid, &row.public_key))
             .collect();
 
-        let signer = match &self.file_key {
-            Some(key) => {
-                jwks.insert(0, signing::public_jwk(key.kid(), key.public_x()));
-                key.clone()
-            }
-            // The newest key whose activation time has passed, or before any has (first
-            // start) the oldest; rows come newest first, so every instance picks the same.
-            None => match rows
+        let mut candidates = Vec::new();
+        if let Some(key) = &self.file_key {
+            jwks.insert(0, signing::public_jwk(key.kid(), key.public_x()));
+            candidates.push(Candidate {
+                activates_at: i64::MIN,
+                retires_at: None,
+                key: key.clone(),
+            });
+        } else if let Some(master) = &self.master {
+            let known: HashMap<String, Arc<SigningKey>> = self
+                .read()
+                .candidates
                 .iter()
-                .find(|row| row.created_at + self.activation_delay_ms <= now)
-                .or(rows.last())
-            {
-                Some(row) if row.kid == self.signer().kid() => self.signer(),
-                Some(row) => Arc::new(SigningKey::from_pem(&row.private_key_pem).map_err(
-                    |source| KeyRingError::Key {
-                        kid: row.kid.clone(),
-                        source,
-                    },
-                )?),
-                None => self.signer(),
-            },
-        };
+                .map(|candidate| (candidate.key.kid().to_owned(), candidate.key.clone()))
+                .collect();
+            for row in &rows {
+                let state = KeyState::of(row, now);
+                if !matches!(state, KeyState::Next | KeyState::Signing) {
+                    continue;
+                }
+                let key = match known.get(&row.kid) {
+                    Some(key) => key.clone(),
+                    None => Arc::new(open_key(master, row)?),
+                };
+                candidates.push(Candidate {
+                    activates_at: activates_at(row),
+                    retires_at: row.retired_at,
+                    key,
+                });
+            }
+            candidates.sort_by_key(|candidate| std::cmp::Reverse(candidate.activates_at));
+        }
         let jwks = JwkSet { keys: jwks };
         self.verifier.set_keys(&jwks);
         let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
-        keys.signer = signer;
+        keys.candidates = candidates;
         keys.jwks = Arc::new(jwks);
         Ok(())
     }
 
-    /// Makes a new key the active one and retires the others. Returns its `kid`.
-    pub async fn rotate(store: &Store, has_key_file: bool) -> Result<String, KeyRingError> {
-        if has_key_file {
-            return Err(KeyRingError::KeyFromFile);
-        }
-        let key = SigningKey::generate();
-        let row = new_row(&key);
-        let actor = crate::store::Actor {
-            client_ip: None,
-            user_agent: Some("authgate keys rotate".to_owned()),
-        };
-        let audit = crate::store::Audit {
-            event: "key_rotated",
-            actor: &actor,
-            user_id: None,
-            session_id: None,
-            detail: Some(format!("kid {}", key.kid())),
-            at: row.created_at,
-        };
-        store.add_signing_key(row, true, Some(&audit)).await?;
-        Ok(key.kid().to_owned())
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn signer(&self) -> Arc<SigningKey> {
-        self.keys
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .signer
-            .clone()
+    /// The key that signs now: the newest whose signing window holds `now`.
+    pub fn signer(&self) -> Result<Arc<SigningKey>, KeyError> {
+        let now = super::now_ms();
+        self.read()
+            .candidates
+            .iter()
+            .find(|candidate| candidate.signs_at(now))
+            .map(|candidate| candidate.key.clone())
+            .ok_or(KeyError::NoSigner)
     }
 
     pub fn jwks(&self) -> Arc<JwkSet> {
-        self.keys
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .jwks
-            .clone()
+        self.read().jwks.clone()
     }
 }
 
-/// One line per stored key: kid, state, created and retired times (RFC 3339).
-pub async fn describe_keys(
+/// `authgate keys rotate`: adds a key that signs `activation_delay` from now (or at
+/// once), and retires the keys that sign until then at that moment. Returns its `kid`.
+pub async fn rotate(
     store: &Store,
-    config: &crate::config::Config,
+    master: &MasterKeys,
+    activation_delay: Duration,
 ) -> Result<String, KeyRingError> {
+    let key = SigningKey::generate();
+    let now = super::now_ms();
+    let activates_at = now + activation_delay.as_millis() as i64;
+    let actor = cli_actor("authgate keys rotate");
+    let audit = Audit {
+        event: "key_rotated",
+        actor: &actor,
+        user_id: None,
+        session_id: None,
+        detail: Some(format!(
+            "kid {} signs from {}",
+            key.kid(),
+            super::rfc3339(activates_at)
+        )),
+        at: now,
+    };
+    let row = new_row(&key, master, now, activates_at);
+    store
+        .add_signing_key(row, Some(activates_at), Some(&audit))
+        .await?;
+    Ok(key.kid().to_owned())
+}
+
+/// `authgate keys revoke KID`: withdraws a key at once; refused when no other key could
+/// sign (unless `has_key_file`: then the file's key signs).
+pub async fn revoke(store: &Store, kid: &str, has_key_file: bool) -> Result<(), KeyRingError> {
     let rows = store.signing_keys().await?;
     let now = super::now_ms();
-    let activation = (config.key_reload_interval * 1000) as i64;
-    let lifetime = 2 * activation + (config.access_ttl as i64 + 60) * 1000;
-    let signer = rows
+    if !rows.iter().any(|row| row.kid == kid) {
+        return Err(KeyRingError::UnknownKey(kid.to_owned()));
+    }
+    let another_signs = rows
         .iter()
-        .find(|row| row.created_at + activation <= now)
-        .or(rows.last())
-        .map(|row| row.kid.clone());
-    let mut out = String::from("kid\tstate\tcreated_at\tretired_at\n");
-    for row in &rows {
-        let state = if config.signing_key_file.is_none() && signer.as_deref() == Some(&row.kid) {
-            "signing"
-        } else if row
-            .retired_at
-            .is_none_or(|retired| retired + lifetime > now)
-        {
-            "published"
-        } else {
-            "expired"
+        .any(|row| row.kid != kid && KeyState::of(row, now) == KeyState::Signing);
+    if !has_key_file && !another_signs {
+        return Err(KeyRingError::LastSigner(kid.to_owned()));
+    }
+    let actor = cli_actor("authgate keys revoke");
+    let audit = Audit {
+        event: "key_revoked",
+        actor: &actor,
+        user_id: None,
+        session_id: None,
+        detail: Some(format!("kid {kid}")),
+        at: now,
+    };
+    store.revoke_signing_key(kid, &audit).await?;
+    Ok(())
+}
+
+/// `authgate keys rewrap`: seals every stored private key under the first master key.
+/// Returns how many were sealed anew.
+pub async fn rewrap(store: &Store, master: &MasterKeys) -> Result<usize, KeyRingError> {
+    seal_plaintext_keys(store, master).await?;
+    let mut rewrapped = Vec::new();
+    for row in store.signing_keys().await? {
+        let Some(sealed) = &row.sealed_private_key else {
+            continue;
         };
+        if row.revoked_at.is_some() || master.is_current(sealed, &row.kid) {
+            continue;
+        }
+        let pem = open_pem(master, &row)?;
+        rewrapped.push((row.kid.clone(), master.seal(pem.as_bytes(), &row.kid)));
+    }
+    store.store_sealed_keys(&rewrapped).await?;
+    Ok(rewrapped.len())
+}
+
+/// One line per stored key: kid, state, created, activation, retirement and
+/// revocation times (RFC 3339).
+pub async fn describe_keys(store: &Store) -> Result<String, KeyRingError> {
+    let rows = store.signing_keys().await?;
+    let now = super::now_ms();
+    let time = |at: Option<i64>| at.map_or_else(|| "-".to_owned(), super::rfc3339);
+    let mut out = String::from("kid\tstate\tcreated_at\tactivates_at\tretired_at\trevoked_at\n");
+    for row in &rows {
         out.push_str(&format!(
-            "{}\t{state}\t{}\t{}\n",
+            "{}\t{}\t{}\t{}\t{}\t{}\n",
             row.kid,
+            KeyState::of(row, now).as_str(),
             super::rfc3339(row.created_at),
-            row.retired_at
-                .map(super::rfc3339)
-                .unwrap_or_else(|| "-".to_owned())
+            super::rfc3339(activates_at(row)),
+            time(row.retired_at),
+            time(row.revoked_at),
         ));
     }
     Ok(out)
 }
 
-fn new_row(key: &SigningKey) -> SigningKeyRow {
+/// Seals the keys a database written before sealing keeps in plain text.
+async fn seal_plaintext_keys(store: &Store, master: &MasterKeys) -> Result<(), KeyRingError> {
+    let plaintext: Vec<(String, String)> = store
+        .signing_keys()
+        .await?
+        .into_iter()
+        .filter(|row| row.sealed_private_key.is_none() && !row.private_key_pem.is_empty())
+        .map(|row| {
+            let sealed = master.seal(row.private_key_pem.as_bytes(), &row.kid);
+            (row.kid, sealed)
+        })
+        .collect();
+    if !plaintext.is_empty() {
+        store.store_sealed_keys(&plaintext).await?;
+        tracing::info!(
+            keys = plaintext.len(),
+            "sealed stored signing keys under the master key"
+        );
+    }
+    Ok(())
+}
+
+fn open_pem(master: &MasterKeys, row: &SigningKeyRow) -> Result<String, KeyRingError> {
+    row.sealed_private_key
+        .as_deref()
+        .and_then(|sealed| master.open(sealed, &row.kid))
+        .and_then(|pem| String::from_utf8(pem).ok())
+        .ok_or_else(|| KeyRingError::WrongMasterKey {
+            kid: row.kid.clone(),
+        })
+}
+
+fn open_key(master: &MasterKeys, row: &SigningKeyRow) -> Result<SigningKey, KeyRingError> {
+    let key =
+        SigningKey::from_pem(&open_pem(master, row)?).map_err(|source| KeyRingError::Key {
+            kid: row.kid.clone(),
+            source,
+        })?;
+    // The sealed key must be the one the row publishes.
+    if key.kid() != row.kid {
+        return Err(KeyRingError::WrongMasterKey {
+            kid: row.kid.clone(),
+        });
+    }
+    Ok(key)
+}
+
+fn new_row(key: &SigningKey, master: &MasterKeys, now: i64, activates_at: i64) -> SigningKeyRow {
     SigningKeyRow {
         kid: key.kid().to_owned(),
-        private_key_pem: key.private_pem().to_owned(),
+        private_key_pem: String::new(),
         public_key: key.public_x().to_owned(),
-        created_at: super::now_ms(),
+        created_at: now,
         retired_at: None,
+        sealed_private_key: Some(master.seal(key.private_pem().as_bytes(), key.kid())),
+        activates_at: Some(activates_at),
+        revoked_at: None,
+    }
+}
+
+fn cli_actor(command: &str) -> Actor {
+    Actor {
+        client_ip: None,
+        user_agent: Some(command.to_owned()),
     }
 }

@@ -498,7 +498,7 @@ impl AuthService {
             sid: session.id,
             scope: None,
         };
-        let access_token = self.keys.signer().sign_access_token(&claims)?;
+        let access_token = self.keys.signer()?.sign_access_token(&claims)?;
         Ok(TokenPair {
             access_token,
             expires_in: (exp - now_secs).max(0) as u64,

@@ -123,11 +123,20 @@ pub mod signing_keys {
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub kid: String,
+        /// Empty once sealed; a plaintext PEM only in a database written before keys
+        /// were sealed, until the first start with a master key.
         pub private_key_pem: String,
         /// Base64url Ed25519 public key (JWK `x`).
         pub public_key: String,
         pub created_at: i64,
+        /// From then on no longer signs (set in advance by a rotation).
         pub retired_at: Option<i64>,
+        /// The PKCS#8 PEM sealed under the master key, bound to `kid`.
+        pub sealed_private_key: Option<String>,
+        /// From then on signs; `None` (keys stored before lifecycles): `created_at`.
+        pub activates_at: Option<i64>,
+        /// Withdrawn: out of the JWKS and never signs again.
+        pub revoked_at: Option<i64>,
     }
 
     impl std::fmt::Debug for Model {
@@ -136,6 +145,8 @@ pub mod signing_keys {
                 .field("kid", &self.kid)
                 .field("created_at", &self.created_at)
                 .field("retired_at", &self.retired_at)
+                .field("activates_at", &self.activates_at)
+                .field("revoked_at", &self.revoked_at)
                 .finish_non_exhaustive()
         }
     }

@@ -201,6 +201,45 @@ pub fn connect_options(url: &str) -> ConnectOptions {
     options
 }
 
+/// Where a SQLite database lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqliteLocation {
+    File(std::path::PathBuf),
+    Memory,
+}
+
+/// Where the SQLite database of `url` lives; `None` for another database.
+pub fn sqlite_location(url: &str) -> Option<SqliteLocation> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory =
+        path.is_empty() || path == ":memory:" || query.split('&').any(|pair| pair == "mode=memory");
+    Some(if in_memory {
+        SqliteLocation::Memory
+    } else {
+        SqliteLocation::File(path.into())
+    })
+}
+
+/// Creates a SQLite database file readable by its owner only, before SQLite would
+/// create it with the process's umask (0644 as a rule); SQLite gives its WAL and
+/// shared-memory files the same mode as the database.
+fn create_private_sqlite_file(url: &str) -> std::io::Result<()> {
+    let creates = url
+        .split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|pair| pair == "mode=rwc"));
+    match sqlite_location(url) {
+        Some(SqliteLocation::File(path)) if creates && !path.exists() => {
+            match crate::crypto::master::create_private_file(&path, b"") {
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                other => other,
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Who `/me` asks about: a session, its user, and the time it must still be live at.
 type SessionUserQuery = (Uuid, Uuid, i64);
 
@@ -219,6 +258,8 @@ pub struct Store {
 impl Store {
     /// Connects with [`connect_options`].
     pub async fn connect(url: &str) -> Result<Self, DbErr> {
+        create_private_sqlite_file(url)
+            .map_err(|err| DbErr::Custom(format!("cannot create the database file: {err}")))?;
         let db = Database::connect(connect_options(url)).await?;
         let sqlite_writer = (db.get_database_backend() == DbBackend::Sqlite)
             .then(|| Arc::new(tokio::sync::Mutex::new(())));
@@ -525,23 +566,22 @@ impl Store {
             .await?)
     }
 
-    /// Adds a key; with `retire_others`, every other live key is retired at its
-    /// `created_at`, in the same transaction.
+    /// Adds a key; with `retire_others_at`, every other key that may still sign then
+    /// is retired at that time, in the same transaction.
     pub async fn add_signing_key(
         &self,
         key: SigningKeyRow,
-        retire_others: bool,
+        retire_others_at: Option<i64>,
         audit: Option<&Audit<'_>>,
     ) -> Result<()> {
         let _writer = self.writer().await;
         let txn = self.db.begin().await?;
-        let now = key.created_at;
         let kid = key.kid.clone();
         signing_keys::Entity::insert(signing_keys::ActiveModel::from(key))
             .exec_without_returning(&txn)
             .await?;
-        if retire_others {
-            retire_signing_keys(&txn, Some(&kid), now).await?;
+        if let Some(at) = retire_others_at {
+            retire_signing_keys(&txn, Some(&kid), at).await?;
         }
         if let Some(audit) = audit {
             insert_audit(&txn, audit).await?;
@@ -550,10 +590,49 @@ impl Store {
         Ok(())
     }
 
-    /// Retires every live signing key.
+    /// Retires every key that may still sign at `now`.
     pub async fn retire_signing_keys(&self, now: i64) -> Result<u64> {
         let _writer = self.writer().await;
         Ok(retire_signing_keys(&self.db, None, now).await?)
+    }
+
+    /// Withdraws a key for good and records it.
+    pub async fn revoke_signing_key(&self, kid: &str, audit: &Audit<'_>) -> Result<bool> {
+        let _writer = self.writer().await;
+        let txn = self.db.begin().await?;
+        let revoked = signing_keys::Entity::update_many()
+            .col_expr(signing_keys::Column::RevokedAt, Expr::value(audit.at))
+            .filter(signing_keys::Column::Kid.eq(kid))
+            .filter(signing_keys::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?
+            .rows_affected
+            == 1;
+        if revoked {
+            insert_audit(&txn, audit).await?;
+        }
+        txn.commit().await?;
+        Ok(revoked)
+    }
+
+    /// Stores sealed private keys by kid and erases any plaintext copy, in one
+    /// transaction.
+    pub async fn store_sealed_keys(&self, sealed: &[(String, String)]) -> Result<()> {
+        let _writer = self.writer().await;
+        let txn = self.db.begin().await?;
+        for (kid, sealed) in sealed {
+            signing_keys::Entity::update_many()
+                .col_expr(
+                    signing_keys::Column::SealedPrivateKey,
+                    Expr::value(sealed.clone()),
+                )
+                .col_expr(signing_keys::Column::PrivateKeyPem, Expr::value(""))
+                .filter(signing_keys::Column::Kid.eq(kid.as_str()))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(())
     }
 }
 
@@ -666,11 +745,17 @@ fn positional(sql: &str, numbered: &[sea_orm::Value]) -> (String, Vec<sea_orm::V
 async fn retire_signing_keys(
     db: &impl sea_orm::ConnectionTrait,
     except: Option<&str>,
-    now: i64,
+    at: i64,
 ) -> Result<u64, DbErr> {
+    use sea_orm::sea_query::Cond;
     let mut update = signing_keys::Entity::update_many()
-        .col_expr(signing_keys::Column::RetiredAt, Expr::value(now))
-        .filter(signing_keys::Column::RetiredAt.is_null());
+        .col_expr(signing_keys::Column::RetiredAt, Expr::value(at))
+        .filter(signing_keys::Column::RevokedAt.is_null())
+        .filter(
+            Cond::any()
+                .add(signing_keys::Column::RetiredAt.is_null())
+                .add(signing_keys::Column::RetiredAt.gt(at)),
+        );
     if let Some(kid) = except {
         update = update.filter(signing_keys::Column::Kid.ne(kid));
     }
@@ -716,6 +801,29 @@ async fn insert_refresh_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_urls_name_a_file_or_memory() {
+        let file = |path: &str| Some(SqliteLocation::File(path.into()));
+        assert_eq!(
+            sqlite_location("sqlite://authgate.db?mode=rwc"),
+            file("authgate.db")
+        );
+        assert_eq!(
+            sqlite_location("sqlite:///var/lib/a.db"),
+            file("/var/lib/a.db")
+        );
+        assert_eq!(sqlite_location("sqlite:a.db"), file("a.db"));
+        assert_eq!(
+            sqlite_location("sqlite::memory:"),
+            Some(SqliteLocation::Memory)
+        );
+        assert_eq!(
+            sqlite_location("sqlite://x?mode=memory&cache=shared"),
+            Some(SqliteLocation::Memory)
+        );
+        assert_eq!(sqlite_location("postgres://db/authgate"), None);
+    }
 
     #[test]
     fn numbered_parameters_become_plain_ones_taking_values_in_order() {

@@ -73,7 +73,21 @@ pub fn test_config(database_url: String) -> Config {
     config.login_failure_window = 900;
     config.trust_forwarded_for = false;
     config.redis_url = None;
+    // PostgreSQL needs a master key file; SQLite makes one beside the database.
+    config.master_key_file = config
+        .database_url
+        .starts_with("postgres")
+        .then(new_master_key_file);
     config
+}
+
+/// A fresh master key file (one key, mode 0600).
+pub fn new_master_key_file() -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("authgate-master-{}.key", Uuid::new_v4()));
+    let key =
+        base64::engine::general_purpose::STANDARD.encode(authgate::crypto::random_bytes::<32>());
+    authgate::crypto::master::create_private_file(&path, format!("{key}\n").as_bytes()).unwrap();
+    path
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -125,6 +139,27 @@ impl TestApp {
 
     pub async fn db(&self) -> DatabaseConnection {
         Database::connect(&self.config.database_url).await.unwrap()
+    }
+
+    /// The `authgate` binary with this app's database and master key file.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"));
+        command
+            .args(args)
+            .env("AUTHGATE_DATABASE_URL", &self.config.database_url)
+            .env("AUTHGATE_LOG", "error");
+        if let Some(path) = &self.config.master_key_file {
+            command.env("AUTHGATE_MASTER_KEY_FILE", path);
+        }
+        command
+    }
+
+    /// Runs `authgate ARGS…` against this app's database; its stdout, or a panic
+    /// with its stderr.
+    pub fn run(&self, args: &[&str]) -> String {
+        let output = self.command(args).output().unwrap();
+        assert!(output.status.success(), "authgate {args:?}: {output:?}");
+        String::from_utf8(output.stdout).unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -155,9 +155,15 @@ async fn forged_and_broken_tokens_are_rejected_by_me() {
         .await
         .unwrap()
         .unwrap();
+    // The test holds the master key, as an operator would.
+    let master = authgate::startup::master_keys(&app.config)
+        .unwrap()
+        .unwrap();
+    let sealed = key.sealed_private_key.as_deref().unwrap();
+    let private_pem = String::from_utf8(master.open(sealed, &key.kid).unwrap()).unwrap();
     let issuer = corpus::Issuer {
         kid: &key.kid,
-        private_pem: &key.private_key_pem,
+        private_pem: &private_pem,
         public_x: &key.public_key,
     };
 
