@@ -207,6 +207,22 @@ pub struct Config {
     )]
     pub rate_limit_per_ip: u32,
 
+    /// Seconds a client has to send a request's headers (from its first byte, or from
+    /// connecting); slower connections are closed.
+    #[arg(long, env = "AUTHGATE_HEADER_TIMEOUT", value_name = "AUTHGATE_HEADER_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+
+    /// Seconds an idle keep-alive connection stays open.
+    #[arg(long, env = "AUTHGATE_IDLE_TIMEOUT", value_name = "AUTHGATE_IDLE_TIMEOUT", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout: u64,
+
+    /// Open client connections at most; beyond it new ones wait until one closes.
+    #[arg(long, env = "AUTHGATE_MAX_CONNECTIONS", value_name = "AUTHGATE_MAX_CONNECTIONS", default_value_t = 4096,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_connections: usize,
+
     /// Take the client IP from the rightmost `X-Forwarded-For` address (behind a trusted proxy only).
     #[arg(long, env = "AUTHGATE_TRUST_FORWARDED_FOR", value_name = "AUTHGATE_TRUST_FORWARDED_FOR",
           default_value = "false", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
@@ -230,8 +246,8 @@ pub struct Config {
     pub key_reload_interval: u64,
 
     /// Seconds from `keys rotate` until the new key signs: at least the reload interval
-    /// + 60 (the JWKS max-age), so every instance and every verifier caching the JWKS
-    /// knows the key before any token carries it.
+    /// plus 60 (the JWKS max-age), so every instance and every verifier caching the
+    /// JWKS knows the key before any token carries it.
     #[arg(
         long,
         env = "AUTHGATE_KEY_ACTIVATION_DELAY",
@@ -439,6 +455,9 @@ impl fmt::Debug for Config {
             .field("key_reload_interval", &self.key_reload_interval)
             .field("key_activation_delay", &self.key_activation_delay)
             .field("audit_retention", &self.audit_retention)
+            .field("header_timeout", &self.header_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
             .field("log", &self.log)
             .field("log_format", &self.log_format)
             .finish_non_exhaustive()

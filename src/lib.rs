@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod metrics;
+pub mod server;
 pub mod startup;
 pub mod store;
 pub mod throttle;

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use authgate_verify::Verifier;
-use poem::Server;
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use tokio::net::TcpListener;
 
 use crate::api;
 use crate::config::{Config, redact_url};
@@ -19,6 +18,7 @@ use crate::crypto::signing::SigningKey;
 use crate::domain::keys::KeyRing;
 use crate::domain::{AuthService, TokenPolicy, now_ms};
 use crate::metrics::Metrics;
+use crate::server::{self, ConnectionLimits};
 use crate::store::{self, SqliteLocation, Store};
 use crate::throttle::Throttle;
 
@@ -28,8 +28,9 @@ const OWN_TOKEN_LEEWAY_SECS: u64 = 5;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 pub struct Application {
-    acceptor: TcpAcceptor,
+    listener: TcpListener,
     local_addr: SocketAddr,
+    limits: ConnectionLimits,
     state: api::State,
     store: Store,
     reuse_grace_secs: u64,
@@ -111,19 +112,21 @@ impl Application {
             policy,
         ));
 
-        let acceptor = TcpListener::bind(config.listen)
-            .into_acceptor()
+        let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("AUTHGATE_LISTEN: cannot bind {}", config.listen))?;
-        let local_addr = acceptor
+        let local_addr = listener
             .local_addr()
-            .first()
-            .and_then(|addr| addr.as_socket_addr().copied())
-            .ok_or_else(|| anyhow!("AUTHGATE_LISTEN: no local address"))?;
+            .context("AUTHGATE_LISTEN: no local address")?;
 
         Ok(Self {
-            acceptor,
+            listener,
             local_addr,
+            limits: ConnectionLimits {
+                header_timeout: Duration::from_secs(config.header_timeout),
+                idle_timeout: Duration::from_secs(config.idle_timeout),
+                max_connections: config.max_connections,
+            },
             state: api::State {
                 service,
                 keys,
@@ -172,9 +175,14 @@ impl Application {
             )),
         ];
         tracing::info!(addr = %self.local_addr, "serving");
-        let served = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(api::app(self.state), stop, Some(SHUTDOWN_GRACE))
-            .await;
+        let served = server::serve(
+            self.listener,
+            api::app(self.state),
+            self.limits,
+            stop,
+            SHUTDOWN_GRACE,
+        )
+        .await;
         for task in background {
             task.abort();
         }

@@ -4,6 +4,7 @@
 mod abuse;
 mod accounts;
 mod cli;
+mod connections;
 mod edges;
 mod helpers;
 mod keys;
