@@ -185,7 +185,8 @@ pub struct Config {
         long,
         env = "AUTHGATE_LOGIN_MAX_FAILURES",
         value_name = "AUTHGATE_LOGIN_MAX_FAILURES",
-        default_value_t = 5
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub login_max_failures: u32,
 
@@ -252,7 +253,8 @@ pub struct Config {
         long,
         env = "AUTHGATE_KEY_ACTIVATION_DELAY",
         value_name = "AUTHGATE_KEY_ACTIVATION_DELAY",
-        default_value_t = 120
+        default_value_t = 120,
+        value_parser = clap::value_parser!(u64).range(1..=2_592_000)
     )]
     pub key_activation_delay: u64,
 
@@ -272,7 +274,8 @@ pub struct Config {
         long,
         env = "AUTHGATE_AUDIT_RETENTION",
         value_name = "AUTHGATE_AUDIT_RETENTION",
-        default_value_t = 365
+        default_value_t = 365,
+        value_parser = clap::value_parser!(u64).range(0..=36_500)
     )]
     pub audit_retention: u64,
 
@@ -385,39 +388,36 @@ impl Cli {
 /// Hides the secrets of a URL: the password of `postgres://user:secret@host/db` (an
 /// `@` inside it included) and the values of `password=`-like query parameters.
 pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (before_query, query) = match rest.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (rest, None),
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
     };
-    let (authority, path) = match before_query.find('/') {
-        Some(at) => before_query.split_at(at),
-        None => (before_query, ""),
-    };
-    let authority = match authority.rsplit_once('@') {
+    // The userinfo ends at the last `@`: a password may hold `?`, `/` or `@` unescaped.
+    // (An `@` later in the URL hides more than the password; never less.)
+    let rest = match rest.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
             Some((user, _)) => format!("{user}:***@{host}"),
             None => format!("{userinfo}@{host}"),
         },
-        None => authority.to_owned(),
+        None => rest.to_owned(),
     };
-    let mut redacted = if url.contains("://") {
-        format!("{scheme}://{authority}{path}")
-    } else {
-        format!("{authority}{path}")
+    let rest = match rest.split_once('?') {
+        Some((before, query)) => {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if is_secret_parameter(key) => format!("{key}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{before}?{}", pairs.join("&"))
+        }
+        None => rest,
     };
-    if let Some(query) = query {
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if is_secret_parameter(key) => format!("{key}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        redacted.push('?');
-        redacted.push_str(&pairs.join("&"));
+    match scheme {
+        Some(scheme) => format!("{scheme}://{rest}"),
+        None => rest,
     }
-    redacted
 }
 
 fn is_secret_parameter(key: &str) -> bool {
@@ -482,6 +482,10 @@ mod tests {
         for (url, shown) in [
             (
                 "postgres://app:p@ss:w0rd@db/auth",
+                "postgres://app:***@db/auth",
+            ),
+            (
+                "postgres://app:hunter2?/x@db/auth",
                 "postgres://app:***@db/auth",
             ),
             (

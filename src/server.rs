@@ -2,8 +2,9 @@
 //! own server lacks. A client must finish a request's headers within the header timeout
 //! (a connection that sends nothing at all included), an idle keep-alive connection
 //! closes after the idle timeout, and at most `max_connections` are open: the next one
-//! is accepted when one closes, so slow clients keep others out for no longer than the
-//! header timeout.
+//! is accepted when one closes, and idle keep-alive connections are closed at once to
+//! make room, so slow clients keep others out for no longer than the header timeout.
+//! HTTP/1.1 only: h2c would let control frames pass for request traffic.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,14 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper::body::{Body, Frame, SizeHint};
+use hyper_util::rt::TokioIo;
 use poem::http::uri::Scheme;
 use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Addr, Endpoint, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
 
 /// How long clients may take, and how many may be connected at once.
@@ -47,15 +48,23 @@ where
     let local_addr = listener.local_addr()?;
     let endpoint = Arc::new(endpoint);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let slot_wanted = Arc::new(Notify::new());
     let (shutdown, shutting_down) = watch::channel(false);
     tokio::pin!(stop);
     loop {
-        let slot = tokio::select! {
-            () = &mut stop => break,
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break, // the semaphore is never closed
-            },
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                // Full: idle keep-alive connections make room; slow ones time out.
+                slot_wanted.notify_waiters();
+                tokio::select! {
+                    () = &mut stop => break,
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break, // the semaphore is never closed
+                    },
+                }
+            }
         };
         let accepted = tokio::select! {
             () = &mut stop => break,
@@ -76,6 +85,7 @@ where
             local_addr,
             remote_addr,
             limits,
+            slot_wanted: slot_wanted.clone(),
         };
         let shutting_down = shutting_down.clone();
         tokio::spawn(async move {
@@ -101,6 +111,7 @@ struct Connection<E> {
     local_addr: SocketAddr,
     remote_addr: SocketAddr,
     limits: ConnectionLimits,
+    slot_wanted: Arc<Notify>,
 }
 
 impl<E: Endpoint<Output = Response> + 'static> Connection<E> {
@@ -120,19 +131,22 @@ impl<E: Endpoint<Output = Response> + 'static> Connection<E> {
             async move {
                 let request = poem::Request::from((request, local, remote, Scheme::HTTP));
                 let response = endpoint.get_response(request).await;
-                drop(in_flight);
-                Ok::<_, Infallible>(hyper::Response::from(response))
+                // In flight until the last byte of the body is written.
+                let response = hyper::Response::from(response).map(|body| Tracked {
+                    body,
+                    _in_flight: in_flight,
+                });
+                Ok::<_, Infallible>(response)
             }
         });
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let connection = builder.serve_connection_with_upgrades(io, service);
+        let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
         tokio::pin!(connection);
         let stopping = async move {
             let _ = shutting_down.wait_for(|stopping| *stopping).await;
         };
         tokio::select! {
             _ = connection.as_mut() => return,
-            () = activity.expired(self.limits) => {
+            () = activity.expired(self.limits, &self.slot_wanted) => {
                 // Dropping the connection closes the socket.
                 tracing::debug!(remote_addr = %self.remote_addr, "closing a slow or idle connection");
                 return;
@@ -143,7 +157,7 @@ impl<E: Endpoint<Output = Response> + 'static> Connection<E> {
         // Requests in flight finish; a slow client does not hold the shutdown up.
         tokio::select! {
             _ = connection => {}
-            () = activity.expired(self.limits) => {}
+            () = activity.expired(self.limits, &self.slot_wanted) => {}
         }
     }
 }
@@ -199,13 +213,28 @@ impl Activity {
         })
     }
 
-    /// Resolves once the connection has been too slow or idle for too long.
-    async fn expired(&self, limits: ConnectionLimits) {
+    /// Between requests, with no bytes of the next one.
+    fn is_idle(&self) -> bool {
+        let state = self.lock();
+        state.requests_in_flight == 0 && state.awaiting_headers_since.is_none()
+    }
+
+    /// Resolves once the connection has been too slow or idle for too long, or is idle
+    /// while a new client waits for a slot.
+    async fn expired(&self, limits: ConnectionLimits, slot_wanted: &Notify) {
         loop {
-            match self.deadline(limits) {
+            // Registered before the state is read, so no call in between is missed.
+            let wanted = slot_wanted.notified();
+            let wait = match self.deadline(limits) {
                 Some(deadline) if deadline <= Instant::now() => return,
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => tokio::time::sleep(limits.header_timeout).await,
+                Some(deadline) => deadline,
+                None => Instant::now() + limits.header_timeout,
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(wait) => {}
+                () = wanted => if self.is_idle() {
+                    return;
+                },
             }
         }
     }
@@ -230,6 +259,32 @@ impl Drop for InFlight {
         let mut state = self.0.lock();
         state.requests_in_flight = state.requests_in_flight.saturating_sub(1);
         state.last_active = Instant::now();
+    }
+}
+
+/// A response body that keeps its request in flight until it is written or dropped.
+struct Tracked<B> {
+    body: B,
+    _in_flight: InFlight,
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

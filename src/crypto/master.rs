@@ -82,16 +82,28 @@ impl MasterKeys {
     }
 
     /// Reads `path`, first creating it (mode 0600) with one fresh key if it does not
-    /// exist.
+    /// exist. The key is written to a private temporary file and linked into place, so
+    /// two processes starting at once agree on one key and a crash never leaves an empty
+    /// file behind.
     pub fn load_or_generate(path: &Path) -> Result<Self, MasterKeyError> {
         if !path.exists() {
+            let create_error = |source| MasterKeyError::Create {
+                path: path.display().to_string(),
+                source,
+            };
+            let mut temporary = path.as_os_str().to_owned();
+            temporary.push(format!(".{}.tmp", uuid::Uuid::new_v4().simple()));
+            let temporary = std::path::PathBuf::from(temporary);
             let line = format!("{}\n", STANDARD.encode(super::random_bytes::<32>()));
-            create_private_file(path, line.as_bytes()).map_err(|source| {
-                MasterKeyError::Create {
-                    path: path.display().to_string(),
-                    source,
-                }
-            })?;
+            create_private_file(&temporary, line.as_bytes()).map_err(create_error)?;
+            let linked = std::fs::hard_link(&temporary, path);
+            let _ = std::fs::remove_file(&temporary);
+            match linked {
+                Ok(()) => {}
+                // Another process made it first: use theirs.
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(err) => return Err(create_error(err)),
+            }
         }
         Self::from_file(path)
     }

@@ -34,9 +34,11 @@ pub enum KeyRingError {
     KeyFromFile,
     #[error("no signing key {0}")]
     UnknownKey(String),
+    #[error("{0} was already revoked")]
+    AlreadyRevoked(String),
     #[error(
-        "{0} is the only key that can sign; run `authgate keys rotate --now` first, \
-         then revoke it"
+        "no other key signs now and from then on, so revoking {0} would stop signing; \
+         run `authgate keys rotate --now` first, then revoke it"
     )]
     LastSigner(String),
 }
@@ -126,19 +128,27 @@ impl KeyRing {
         if file_key.is_some() {
             store.retire_signing_keys(now).await?;
         }
-        if let Some(master) = &master {
-            seal_plaintext_keys(&store, master).await?;
-            for row in store.signing_keys().await? {
-                if row.revoked_at.is_none() {
-                    open_key(master, &row)?;
+        match &master {
+            Some(master) => {
+                // The master key must open what is sealed before it seals anything more.
+                for row in store.signing_keys().await? {
+                    if row.revoked_at.is_none() && row.sealed_private_key.is_some() {
+                        open_key(master, &row)?;
+                    }
+                }
+                seal_plaintext_keys(&store, master).await?;
+                let may_sign = |row: &SigningKeyRow| {
+                    row.revoked_at.is_none() && row.retired_at.is_none_or(|retired| retired > now)
+                };
+                if file_key.is_none() && !store.signing_keys().await?.iter().any(may_sign) {
+                    let row = new_row(&SigningKey::generate(), master, now, now);
+                    store.add_signing_key(row, None, None).await?;
                 }
             }
-            let may_sign = |row: &SigningKeyRow| {
-                row.revoked_at.is_none() && row.retired_at.is_none_or(|retired| retired > now)
-            };
-            if file_key.is_none() && !store.signing_keys().await?.iter().any(may_sign) {
-                let row = new_row(&SigningKey::generate(), master, now, now);
-                store.add_signing_key(row, None, None).await?;
+            // Only with a key file, which has just retired every stored key: their
+            // private halves are of no more use, so none stays in clear.
+            None => {
+                store.erase_plaintext_keys().await?;
             }
         }
         let ring = Self {
@@ -191,7 +201,15 @@ impl KeyRing {
                 }
                 let key = match known.get(&row.kid) {
                     Some(key) => key.clone(),
-                    None => Arc::new(open_key(master, row)?),
+                    None => match open_key(master, row) {
+                        Ok(key) => Arc::new(key),
+                        // Still published and still honouring revocations; only this
+                        // key is left out of signing.
+                        Err(err) => {
+                            tracing::error!(error = %err, "a stored signing key cannot be opened; not signing with it");
+                            continue;
+                        }
+                    },
                 };
                 candidates.push(Candidate {
                     activates_at: activates_at(row),
@@ -236,9 +254,17 @@ pub async fn rotate(
     master: &MasterKeys,
     activation_delay: Duration,
 ) -> Result<String, KeyRingError> {
-    let key = SigningKey::generate();
     let now = super::now_ms();
-    let activates_at = now + activation_delay.as_millis() as i64;
+    // A new key sealed under another master key than the instances have would leave
+    // them nothing to sign with once the current key retires.
+    for row in store.signing_keys().await? {
+        if matches!(KeyState::of(&row, now), KeyState::Next | KeyState::Signing) {
+            open_key(master, &row)?;
+        }
+    }
+    let key = SigningKey::generate();
+    let activation_delay_ms = i64::try_from(activation_delay.as_millis()).unwrap_or(i64::MAX);
+    let activates_at = now.saturating_add(activation_delay_ms);
     let actor = cli_actor("authgate keys rotate");
     let audit = Audit {
         event: "key_rotated",
@@ -267,10 +293,12 @@ pub async fn revoke(store: &Store, kid: &str, has_key_file: bool) -> Result<(), 
     if !rows.iter().any(|row| row.kid == kid) {
         return Err(KeyRingError::UnknownKey(kid.to_owned()));
     }
-    let another_signs = rows
-        .iter()
-        .any(|row| row.kid != kid && KeyState::of(row, now) == KeyState::Signing);
-    if !has_key_file && !another_signs {
+    // Another key must sign now and from then on: one that signs only until a pending
+    // rotation (whose `next` key this may be) would leave a gap.
+    let another_signs_for_good = rows.iter().any(|row| {
+        row.kid != kid && KeyState::of(row, now) == KeyState::Signing && row.retired_at.is_none()
+    });
+    if !has_key_file && !another_signs_for_good {
         return Err(KeyRingError::LastSigner(kid.to_owned()));
     }
     let actor = cli_actor("authgate keys revoke");
@@ -282,7 +310,9 @@ pub async fn revoke(store: &Store, kid: &str, has_key_file: bool) -> Result<(), 
         detail: Some(format!("kid {kid}")),
         at: now,
     };
-    store.revoke_signing_key(kid, &audit).await?;
+    if !store.revoke_signing_key(kid, &audit).await? {
+        return Err(KeyRingError::AlreadyRevoked(kid.to_owned()));
+    }
     Ok(())
 }
 

@@ -245,8 +245,8 @@ impl AuthService {
                 false
             }
         };
+        let checked = self.check_password(&email, &password).await;
         let password = normalize_password(&password);
-        let checked = self.check_password(&email, password.clone()).await;
         let (user, verified) = match checked {
             Ok(checked) => checked,
             Err(err) => {
@@ -297,20 +297,33 @@ impl AuthService {
         self.token_pair(&session, refresh_token, refresh_expires_at, now)
     }
 
-    /// The account of `email` and whether `password` is its password. An email that
-    /// could never have registered is not looked up (PostgreSQL refuses NUL bytes, for
-    /// one), but still costs one hash, like an unknown account.
+    /// The account of `email` and whether `password` (NFKC-normalized here) is its
+    /// password. An email that could never have registered is not looked up (PostgreSQL
+    /// refuses NUL bytes, for one), but still costs one hash, like an unknown account.
     async fn check_password(
         &self,
         email: &str,
-        password: String,
+        password: &str,
     ) -> Result<(Option<UserRow>, Verified)> {
         let user = match validate_email(email) {
             Ok(()) => self.store.find_user_by_email(email).await?,
             Err(_) => None,
         };
         let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
-        let verified = self.hasher.verify(password, stored_hash).await?;
+        let normalized = normalize_password(password);
+        let verified = self
+            .hasher
+            .verify(normalized.clone(), stored_hash.clone())
+            .await?;
+        // A hash made before passwords were normalized holds the password as it was
+        // typed; the next login stores the normalized one. Unknown accounts take the
+        // second hash too, so the timing tells nothing.
+        if verified == Verified::Wrong && normalized != password {
+            let legacy = self.hasher.verify(password.to_owned(), stored_hash).await?;
+            if legacy != Verified::Wrong {
+                return Ok((user, Verified::CorrectNeedsRehash));
+            }
+        }
         Ok((user, verified))
     }
 

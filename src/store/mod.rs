@@ -615,6 +615,18 @@ impl Store {
         Ok(revoked)
     }
 
+    /// Erases every private key kept in plain text (a database written before keys were
+    /// sealed, served with a key file and no master key).
+    pub async fn erase_plaintext_keys(&self) -> Result<u64> {
+        let _writer = self.writer().await;
+        Ok(signing_keys::Entity::update_many()
+            .col_expr(signing_keys::Column::PrivateKeyPem, Expr::value(""))
+            .filter(signing_keys::Column::PrivateKeyPem.ne(""))
+            .exec(&self.db)
+            .await?
+            .rows_affected)
+    }
+
     /// Stores sealed private keys by kid and erases any plaintext copy, in one
     /// transaction.
     pub async fn store_sealed_keys(&self, sealed: &[(String, String)]) -> Result<()> {

@@ -488,3 +488,27 @@ async fn ipv6_addresses_of_one_64_share_a_rate_limit() {
     let other_64 = post_from(&app, "/v1/auth/revoke", &unknown, "2001:db8:ffff:ffff::1").await;
     assert_eq!(other_64.status(), StatusCode::NO_CONTENT);
 }
+
+#[tokio::test]
+async fn wrong_passwords_from_one_ipv6_64_share_one_lockout() {
+    let app = spawn_app_with(|config| {
+        config.login_max_failures = 2;
+        config.trust_forwarded_for = true;
+    })
+    .await;
+    let (email, _) = app.signed_in_user().await;
+    for host in ["1", "2"] {
+        let response = login_from(
+            &app,
+            &email,
+            "wrong password",
+            &format!("2001:db8:7:7::{host}"),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let same_64 = login_from(&app, &email, PASSWORD, "2001:db8:7:7:ffff::3").await;
+    assert_eq!(same_64.status(), StatusCode::TOO_MANY_REQUESTS);
+    let other_64 = login_from(&app, &email, PASSWORD, "2001:db8:7:8::1").await;
+    assert_eq!(other_64.status(), StatusCode::OK);
+}

@@ -249,3 +249,44 @@ async fn an_email_with_an_invisible_character_is_invalid() {
     let response = app.register("ann\u{200b}@example.com", PASSWORD).await;
     assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
 }
+
+#[tokio::test]
+async fn a_password_hashed_before_normalization_still_logs_in_and_is_rehashed() {
+    use authgate::store::entities::users;
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+
+    let app = spawn_app().await;
+    // As an older authgate stored it: the hash of the password as typed (decomposed é).
+    let typed = "cafe\u{301} au lait";
+    let hasher = authgate::crypto::password::PasswordHasher::new(1024, 1, 1).unwrap();
+    let legacy_hash = hasher.hash(typed.to_owned()).await.unwrap();
+    let id = uuid::Uuid::new_v4();
+    users::Entity::insert(users::ActiveModel {
+        id: Set(id),
+        email: Set("legacy@example.com".to_owned()),
+        password_hash: Set(legacy_hash.clone()),
+        created_at: Set(0),
+    })
+    .exec_without_returning(&app.db().await)
+    .await
+    .unwrap();
+
+    assert_eq!(
+        app.login("legacy@example.com", typed).await.status(),
+        StatusCode::OK
+    );
+
+    let stored = users::Entity::find_by_id(id)
+        .one(&app.db().await)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(stored.password_hash, legacy_hash);
+    // From now on both forms are the one normalized password.
+    assert_eq!(
+        app.login("legacy@example.com", "caf\u{e9} au lait")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}

@@ -441,3 +441,25 @@ async fn postgres_without_a_master_key_file_refuses_to_start() {
     assert!(error.contains("AUTHGATE_MASTER_KEY_FILE"), "{error}");
     assert_eq!(error.lines().count(), 1);
 }
+
+#[tokio::test]
+async fn revoking_a_next_key_while_the_current_one_is_due_to_retire_is_refused() {
+    let app = spawn_app().await;
+    let (_, before) = app.signed_in_user().await;
+    let next = app.run(&["keys", "rotate"]).trim().to_owned();
+
+    // The current key retires when `next` activates: without `next`, nothing would sign.
+    let refused = app.command(&["keys", "revoke", &next]).output().unwrap();
+
+    assert!(!refused.status.success());
+    assert_eq!(state_of(&app, &next), "next");
+    // The current key, due to retire, cannot be revoked either: `next` does not sign yet.
+    let current = kid_of(&before);
+    assert!(
+        !app.command(&["keys", "revoke", &current])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+}

@@ -103,7 +103,15 @@ downstream_check() {
     || return 1
   echo "example (GET /hello answered $body)"
 }
-if [[ -n $DOWNSTREAM ]]; then check "authgate-verify downstream" downstream_check; fi
+# `check` may run its command in a subshell, where DOWNSTREAM_PID does not reach the
+# EXIT trap: the example is stopped here, pass or fail.
+downstream_check_and_stop() {
+  local status=0
+  downstream_check || status=$?
+  [[ -n $DOWNSTREAM_PID ]] && { kill "$DOWNSTREAM_PID" 2>/dev/null; wait "$DOWNSTREAM_PID" 2>/dev/null; }
+  return "$status"
+}
+if [[ -n $DOWNSTREAM ]]; then check "authgate-verify downstream" downstream_check_and_stop; fi
 
 echo "interop: $passed passed, $failed failed"
 ((failed == 0))
