@@ -75,7 +75,7 @@ impl KeyState {
     }
 }
 
-fn activates_at(row: &SigningKeyRow) -> i64 {
+pub fn activates_at(row: &SigningKeyRow) -> i64 {
     row.activates_at.unwrap_or(row.created_at)
 }
 
@@ -333,27 +333,6 @@ pub async fn rewrap(store: &Store, master: &MasterKeys) -> Result<usize, KeyRing
     }
     store.store_sealed_keys(&rewrapped).await?;
     Ok(rewrapped.len())
-}
-
-/// One line per stored key: kid, state, created, activation, retirement and
-/// revocation times (RFC 3339).
-pub async fn describe_keys(store: &Store) -> Result<String, KeyRingError> {
-    let rows = store.signing_keys().await?;
-    let now = super::now_ms();
-    let time = |at: Option<i64>| at.map_or_else(|| "-".to_owned(), super::rfc3339);
-    let mut out = String::from("kid\tstate\tcreated_at\tactivates_at\tretired_at\trevoked_at\n");
-    for row in &rows {
-        out.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\n",
-            row.kid,
-            KeyState::of(row, now).as_str(),
-            super::rfc3339(row.created_at),
-            super::rfc3339(activates_at(row)),
-            time(row.retired_at),
-            time(row.revoked_at),
-        ));
-    }
-    Ok(out)
 }
 
 /// Seals the keys a database written before sealing keeps in plain text.

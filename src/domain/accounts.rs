@@ -1,0 +1,266 @@
+//! Accounts: register and log in, with the rules emails and passwords follow.
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+use uuid::Uuid;
+
+use super::{AuthService, Client, DomainError, Result, TokenPair, User, audit, now_ms, secs_to_ms};
+use crate::crypto::password::Verified;
+use crate::crypto::refresh;
+use crate::store::{SessionRow, StoreError, UserRow};
+
+pub const EMAIL_MAX_CHARS: usize = 254;
+pub const PASSWORD_MIN_CHARS: usize = 8;
+pub const PASSWORD_MAX_CHARS: usize = 1024;
+
+impl AuthService {
+    pub async fn register(&self, email: &str, password: String, client: &Client) -> Result<User> {
+        let email = normalize_email(email);
+        validate_email(&email)?;
+        let password = normalize_password(&password);
+        validate_password(&password)?;
+        let password_hash = self.hasher.hash(password).await?;
+        let user = UserRow {
+            id: Uuid::new_v4(),
+            email,
+            password_hash,
+            created_at: now_ms(),
+        };
+        let actor = client.actor();
+        let audit = audit("register", &actor, Some(user.id), None, user.created_at);
+        match self.store.insert_user(user.clone(), &audit).await {
+            Ok(()) => Ok(user.into()),
+            Err(StoreError::Duplicate) => Err(DomainError::EmailTaken),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Unknown accounts and wrong passwords take the same path: one argon2 verification
+    /// (against a dummy hash for the former) and the same error.
+    /// A throttled (account, address) is refused before any hashing.
+    pub async fn login(&self, email: &str, password: String, client: &Client) -> Result<TokenPair> {
+        let result = self.login_unmetered(email, password, client).await;
+        self.metrics.login(match &result {
+            Ok(_) => "ok",
+            Err(DomainError::InvalidCredentials) => "invalid_credentials",
+            Err(DomainError::Throttled(_)) => "throttled",
+            Err(DomainError::Overloaded) => "overloaded",
+            Err(_) => "error",
+        });
+        result
+    }
+
+    async fn login_unmetered(
+        &self,
+        email: &str,
+        password: String,
+        client: &Client,
+    ) -> Result<TokenPair> {
+        let email = normalize_email(email);
+        let actor = client.actor();
+        // The check is reserved before any hashing, so concurrent guesses cannot all slip
+        // past the limit while the first ones are still being hashed.
+        let reserved = match self.throttle.reserve_login_attempt(&email, client.ip).await {
+            Ok(Ok(())) => true,
+            Ok(Err(retry)) => return Err(DomainError::Throttled(retry)),
+            // Availability over strictness: the per-IP rate limit still applies.
+            Err(err) => {
+                tracing::error!(error = %err, "login throttle unavailable; not enforced");
+                false
+            }
+        };
+        let checked = self.check_password(&email, &password).await;
+        let password = normalize_password(&password);
+        let (user, verified) = match checked {
+            Ok(checked) => checked,
+            Err(err) => {
+                if reserved
+                    && let Err(err) = self.throttle.release_login_attempt(&email, client.ip).await
+                {
+                    tracing::error!(error = %err, "cannot release a login attempt");
+                }
+                return Err(err);
+            }
+        };
+        let user = match (user, verified) {
+            (Some(user), Verified::Correct | Verified::CorrectNeedsRehash) => user,
+            (user, _) => {
+                let mut failed = audit("login_failed", &actor, user.map(|u| u.id), None, now_ms());
+                failed.detail = failed
+                    .user_id
+                    .is_none()
+                    .then(|| "unknown account".to_owned());
+                self.store.record(&failed).await?;
+                return Err(DomainError::InvalidCredentials);
+            }
+        };
+        if let Err(err) = self.throttle.clear_login_failures(&email, client.ip).await {
+            tracing::error!(error = %err, "cannot clear failed logins");
+        }
+        let upgraded_hash = match verified {
+            Verified::CorrectNeedsRehash => Some(self.hasher.hash(password).await?),
+            _ => None,
+        };
+
+        let now = now_ms();
+        let session = SessionRow {
+            id: Uuid::new_v4(),
+            user_id: user.id,
+            created_at: now,
+            expires_at: now.saturating_add(secs_to_ms(self.policy.session_ttl_secs)),
+            refreshed_at: None,
+            revoked_at: None,
+        };
+        let (refresh_token, hash) = refresh::generate();
+        let new_token = self.new_refresh_token(hash, &session, now);
+        let refresh_expires_at = new_token.expires_at;
+        let started = audit("login", &actor, Some(user.id), Some(session.id), now);
+        self.store
+            .start_session(session.clone(), new_token, upgraded_hash, &started)
+            .await?;
+        self.token_pair(&session, refresh_token, refresh_expires_at, now)
+    }
+
+    /// The account of `email` and whether `password` (NFKC-normalized here) is its
+    /// password. An email that could never have registered is not looked up (PostgreSQL
+    /// refuses NUL bytes, for one), but still costs one hash, like an unknown account.
+    async fn check_password(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<(Option<UserRow>, Verified)> {
+        let user = match validate_email(email) {
+            Ok(()) => self.store.find_user_by_email(email).await?,
+            Err(_) => None,
+        };
+        let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
+        let normalized = normalize_password(password);
+        let verified = self
+            .hasher
+            .verify(normalized.clone(), stored_hash.clone())
+            .await?;
+        // A hash made before passwords were normalized holds the password as it was
+        // typed; the next login stores the normalized one. Unknown accounts take the
+        // second hash too, so the timing tells nothing.
+        if verified == Verified::Wrong && normalized != password {
+            let legacy = self.hasher.verify(password.to_owned(), stored_hash).await?;
+            if legacy != Verified::Wrong {
+                return Ok((user, Verified::CorrectNeedsRehash));
+            }
+        }
+        Ok((user, verified))
+    }
+}
+
+/// Emails are trimmed, lower-cased and NFC-normalized before they are stored or
+/// compared, so one address typed on two keyboards is one account.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase().nfc().collect()
+}
+
+/// Passwords are NFKC-normalized before hashing and verifying: the same characters
+/// typed as precomposed or combining sequences, or as compatibility forms, are one
+/// password (NIST SP 800-63B §5.1.1.2).
+pub fn normalize_password(password: &str) -> String {
+    password.nfkc().collect()
+}
+
+fn validate_email(email: &str) -> Result<()> {
+    let invalid = DomainError::InvalidEmail;
+    if email.chars().count() > EMAIL_MAX_CHARS {
+        return Err(invalid("longer than 254 characters"));
+    }
+    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("contains whitespace or control characters"));
+    }
+    // Invisible characters (U+200B and the like) would let two accounts look alike.
+    if email
+        .chars()
+        .any(|c| c.general_category() == GeneralCategory::Format)
+    {
+        return Err(invalid("contains invisible format characters"));
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return Err(invalid("missing @"));
+    };
+    if local.is_empty() || local.chars().count() > 64 || local.contains('@') {
+        return Err(invalid(
+            "the part before @ must be 1 to 64 characters, without @",
+        ));
+    }
+    let labels_ok = domain.split('.').count() >= 2
+        && domain
+            .split('.')
+            .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
+    if !labels_ok {
+        return Err(invalid("the domain must be a dotted name like example.com"));
+    }
+    Ok(())
+}
+
+fn validate_password(password: &str) -> Result<()> {
+    let chars = password.chars().count();
+    if chars < PASSWORD_MIN_CHARS {
+        return Err(DomainError::InvalidPassword("shorter than 8 characters"));
+    }
+    if chars > PASSWORD_MAX_CHARS {
+        return Err(DomainError::InvalidPassword("longer than 1024 characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_and_lower_cased() {
+        assert_eq!(normalize_email("  Ann@Example.COM \n"), "ann@example.com");
+    }
+
+    #[test]
+    fn malformed_emails_are_invalid() {
+        for bad in [
+            "",
+            "ann",
+            "@example.com",
+            "ann@",
+            "ann@example",
+            "a b@example.com",
+            "ann@exa..mple.com",
+        ] {
+            assert!(validate_email(bad).is_err(), "{bad:?} passed");
+        }
+        let long = format!("{}@{}.com", "a".repeat(64), "b".repeat(186));
+        assert_eq!(long.len(), 255);
+        assert!(validate_email(&long).is_err());
+        assert!(validate_email("ann.lee+tag@mail.example.com").is_ok());
+    }
+
+    #[test]
+    fn emails_are_nfc_and_invisible_characters_are_invalid() {
+        assert_eq!(
+            normalize_email("Jose\u{301}@example.com"),
+            "jos\u{e9}@example.com"
+        );
+        assert!(validate_email("ann\u{200b}@example.com").is_err());
+        assert!(validate_email("ann@exam\u{feff}ple.com").is_err());
+        assert!(validate_email("jos\u{e9}@example.com").is_ok());
+    }
+
+    #[test]
+    fn passwords_are_nfkc() {
+        assert_eq!(
+            normalize_password("cafe\u{301} \u{FB01}ne"),
+            "caf\u{e9} fine"
+        );
+    }
+
+    #[test]
+    fn password_length_counts_unicode_characters() {
+        assert!(validate_password("ééééééé").is_err()); // 7 characters, 14 bytes
+        assert!(validate_password("éééééééé").is_ok());
+        assert!(validate_password(&"x".repeat(1024)).is_ok());
+        assert!(validate_password(&"x".repeat(1025)).is_err());
+    }
+}

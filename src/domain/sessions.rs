@@ -1,0 +1,162 @@
+//! Sessions: rotating refresh tokens (with the reuse grace window and theft detection),
+//! revocation, logout and Bearer authentication.
+
+use uuid::Uuid;
+
+use super::{
+    AuthService, Authenticated, Client, DomainError, Result, TokenPair, audit, now_ms, secs_to_ms,
+};
+use crate::crypto::refresh;
+use crate::metrics::RefreshOutcome;
+use crate::store::{RefreshTokenRow, Rotation};
+
+impl AuthService {
+    /// Rotates a refresh token; see CONTRACT.md "Sessions and refresh rotation".
+    pub async fn refresh(&self, presented: &str, client: &Client) -> Result<TokenPair> {
+        let hash = refresh::hash(presented);
+        let actor = client.actor();
+        let now = now_ms();
+        let (successor, successor_hash) = refresh::generate();
+        // The successor is kept (sealed) only when a grace window can return it.
+        let sealed_successor =
+            (self.policy.reuse_grace_secs > 0).then(|| refresh::seal(presented, &successor));
+        let rotation = Rotation {
+            presented_hash: &hash,
+            successor_id: Uuid::new_v4(),
+            successor_hash: &successor_hash,
+            successor_ttl_ms: secs_to_ms(self.policy.refresh_ttl_secs),
+            sealed_successor,
+            actor: &actor,
+            at: now,
+        };
+        // The common case first, in one round trip: an unspent token of a live session.
+        if let Some((session, expires_at)) = self.store.rotate(&rotation).await? {
+            self.metrics.refresh(RefreshOutcome::Rotated);
+            return self.token_pair(&session, successor, expires_at, now);
+        }
+
+        // Nothing was spent: find out why.
+        let reject = || {
+            self.metrics.refresh(RefreshOutcome::Rejected);
+            DomainError::InvalidRefreshToken
+        };
+        let (row, session) = self
+            .store
+            .find_refresh_token(&hash)
+            .await?
+            .ok_or_else(reject)?;
+        if row.spent_at.is_none() || session.revoked_at.is_some() || session.expires_at <= now {
+            // Unspent yet not rotated: the token or its session has expired or ended.
+            return Err(reject());
+        }
+        if let Some((successor, expires_at)) = self.successor_in_grace(presented, &row, now).await?
+        {
+            // Re-checked as one write, so a revoke that has committed is never outrun.
+            if !self.store.touch_live_session(session.id, now).await? {
+                return Err(reject());
+            }
+            self.metrics.refresh(RefreshOutcome::SpentInGrace);
+            return self.token_pair(&session, successor, expires_at, now);
+        }
+        // Reuse outside the grace window: assume theft and end the whole session.
+        self.metrics.refresh(RefreshOutcome::ReuseDetected);
+        let theft = audit(
+            "reuse_detected",
+            &actor,
+            Some(session.user_id),
+            Some(session.id),
+            now,
+        );
+        if self.store.revoke_session(session.id, &theft).await? {
+            self.metrics.revoked("reuse_detected", 1);
+            tracing::warn!(session_id = %session.id, user_id = %session.user_id,
+                "refresh token reuse detected; session revoked");
+        }
+        Err(DomainError::InvalidRefreshToken)
+    }
+
+    /// The successor of a spent token, if the token was spent within the grace window
+    /// and its successor is still unspent.
+    async fn successor_in_grace(
+        &self,
+        presented: &str,
+        row: &RefreshTokenRow,
+        now: i64,
+    ) -> Result<Option<(String, i64)>> {
+        let grace_ms = secs_to_ms(self.policy.reuse_grace_secs);
+        let (Some(spent_at), Some(successor_id), Some(sealed)) = (
+            row.spent_at,
+            row.successor_id,
+            row.sealed_successor.as_deref(),
+        ) else {
+            return Ok(None);
+        };
+        if grace_ms == 0 || now > spent_at.saturating_add(grace_ms) {
+            return Ok(None);
+        }
+        let Some(successor_row) = self.store.find_refresh_token_by_id(successor_id).await? else {
+            return Ok(None);
+        };
+        if successor_row.spent_at.is_some() || successor_row.expires_at <= now {
+            return Ok(None);
+        }
+        Ok(refresh::open(presented, sealed)
+            .filter(|successor| refresh::hash(successor)[..] == successor_row.token_hash[..])
+            .map(|successor| (successor, successor_row.expires_at)))
+    }
+
+    /// Ends the session of a refresh token, spent or not. Unknown tokens are ignored
+    /// (RFC 7009).
+    pub async fn revoke(&self, presented: &str, client: &Client) -> Result<()> {
+        let found = self
+            .store
+            .find_refresh_token(&refresh::hash(presented))
+            .await?;
+        let actor = client.actor();
+        if let Some((_, session)) = found
+            && self
+                .store
+                .revoke_session(
+                    session.id,
+                    &audit(
+                        "revoke",
+                        &actor,
+                        Some(session.user_id),
+                        Some(session.id),
+                        now_ms(),
+                    ),
+                )
+                .await?
+        {
+            self.metrics.revoked("revoke", 1);
+        }
+        Ok(())
+    }
+
+    pub async fn logout_all(&self, user_id: Uuid, client: &Client) -> Result<()> {
+        let actor = client.actor();
+        let ended = self
+            .store
+            .revoke_user_sessions(
+                user_id,
+                &audit("logout_all", &actor, Some(user_id), None, now_ms()),
+            )
+            .await?;
+        self.metrics.revoked("logout_all", ended);
+        Ok(())
+    }
+
+    /// Verifies an access token and checks that its session is still live.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Authenticated> {
+        let claims = self.verifier.verify_cached(bearer)?;
+        let user = self
+            .store
+            .live_session_user(claims.sid, claims.sub, now_ms())
+            .await?
+            .ok_or(DomainError::SessionEnded)?;
+        Ok(Authenticated {
+            user: user.into(),
+            claims,
+        })
+    }
+}
