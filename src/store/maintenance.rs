@@ -1,0 +1,63 @@
+//! Maintenance: what periodic cleanup deletes or erases.
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+use super::entities::{refresh_tokens, sessions};
+use super::{Result, Store};
+
+impl Store {
+    /// Erases sealed successors of tokens spent in `[since, cutoff)`; the range keeps
+    /// each periodic sweep to the few rows spent since the previous one.
+    pub async fn erase_sealed_successors(&self, since: i64, cutoff: i64) -> Result<u64> {
+        let work = self.begin().await?;
+        let erased = refresh_tokens::Entity::update_many()
+            .col_expr(
+                refresh_tokens::Column::SealedSuccessor,
+                Expr::value(Option::<Vec<u8>>::None),
+            )
+            .filter(refresh_tokens::Column::SpentAt.gte(since))
+            .filter(refresh_tokens::Column::SpentAt.lt(cutoff))
+            .filter(refresh_tokens::Column::SealedSuccessor.is_not_null())
+            .exec(work.db())
+            .await?;
+        work.commit(None).await?;
+        Ok(erased.rows_affected)
+    }
+
+    /// Deletes up to `batch` ended sessions (revoked, or past their end; their refresh
+    /// tokens go by cascade) and up to `batch` refresh tokens past their idle expiry.
+    /// Each is one statement, so instances running it at once just share the work.
+    pub async fn delete_expired(&self, now: i64, batch: u64) -> Result<u64> {
+        let work = self.begin().await?;
+        use sea_orm::sea_query::{Cond, Query};
+        let ended = Query::select()
+            .column(sessions::Column::Id)
+            .from(sessions::Entity)
+            .cond_where(
+                Cond::any()
+                    .add(sessions::Column::RevokedAt.is_not_null())
+                    .add(sessions::Column::ExpiresAt.lte(now)),
+            )
+            .limit(batch)
+            .to_owned();
+        let sessions = sessions::Entity::delete_many()
+            .filter(sessions::Column::Id.in_subquery(ended))
+            .exec(work.db())
+            .await?
+            .rows_affected;
+        let idle = Query::select()
+            .column(refresh_tokens::Column::Id)
+            .from(refresh_tokens::Entity)
+            .and_where(refresh_tokens::Column::ExpiresAt.lte(now))
+            .limit(batch)
+            .to_owned();
+        let tokens = refresh_tokens::Entity::delete_many()
+            .filter(refresh_tokens::Column::Id.in_subquery(idle))
+            .exec(work.db())
+            .await?
+            .rows_affected;
+        work.commit(None).await?;
+        Ok(sessions + tokens)
+    }
+}
