@@ -79,3 +79,32 @@ fn migrate_applies_the_schema_and_exits_zero() {
     assert!(output.status.success(), "{output:?}");
     assert!(path.exists());
 }
+
+#[test]
+fn config_check_prints_the_effective_configuration_without_secrets() {
+    let path = std::env::temp_dir().join(format!("authgate-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &path,
+        "database_url = \"postgres://app:hunter2@db.internal/auth\"\naccess_ttl = 300\naudience = \"from-file\"\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(["config", "check", "--config", path.to_str().unwrap()])
+        .env_remove("AUTHGATE_DATABASE_URL")
+        .env_remove("AUTHGATE_ACCESS_TTL")
+        .env("AUTHGATE_AUDIENCE", "from-env")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert!(printed.contains("access_ttl: 300"), "{printed}");
+    assert!(
+        printed.contains("\"from-env\""),
+        "the environment wins: {printed}"
+    );
+    assert!(
+        printed.contains("postgres://app:***@db.internal/auth"),
+        "{printed}"
+    );
+    assert!(!printed.contains("hunter2"));
+}

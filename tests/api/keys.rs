@@ -463,3 +463,35 @@ async fn revoking_a_next_key_while_the_current_one_is_due_to_retire_is_refused()
             .success()
     );
 }
+
+#[tokio::test]
+async fn keys_list_shows_which_key_signs_and_which_are_published() {
+    let app = spawn_app().await;
+    let listed = app.run(&["keys", "list"]);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(
+        listed.lines().nth(1).unwrap().contains("\tsigning\t"),
+        "{listed}"
+    );
+
+    let new_kid = app.run(&["keys", "rotate"]).trim().to_owned();
+    let listed = app.run(&["keys", "list"]);
+
+    // The new key is published at once (`next`) and signs after the activation delay.
+    let states: Vec<(&str, &str)> = listed
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let mut fields = line.split('\t');
+            (fields.next().unwrap(), fields.next().unwrap())
+        })
+        .collect();
+    assert_eq!(states.len(), 2, "{listed}");
+    assert!(states.contains(&(new_kid.as_str(), "next")), "{listed}");
+    assert!(
+        states
+            .iter()
+            .any(|(kid, state)| *kid != new_kid && *state == "signing"),
+        "{listed}"
+    );
+}

@@ -3,11 +3,14 @@
 
 mod abuse;
 mod accounts;
+mod audit;
 mod cli;
 mod connections;
 mod edges;
 mod helpers;
 mod keys;
-mod ops;
+mod maintenance;
+mod observability;
+mod readiness;
 mod sessions;
 mod tokens;
