@@ -1,6 +1,6 @@
 //! Storage on sea-orm: the only module that knows tables and queries, one file per
-//! aggregate ([`users`], [`sessions`] with the batched rotation and lookups, [`keys`],
-//! [`audit`], [`maintenance`]). Each state change is one [`UnitOfWork`]; spending a
+//! aggregate (`users`, `sessions` with the batched rotation and lookups, `keys`,
+//! `audit`, `maintenance`). Each state change is one `UnitOfWork`; spending a
 //! refresh token is one conditional UPDATE, so among concurrent requests presenting the
 //! same token exactly one spends it.
 
