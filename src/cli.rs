@@ -73,7 +73,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             command: ConfigCommand::Check,
         } => {
             config.validate().map_err(|e| anyhow::anyhow!(e))?;
-            println!("{config:#?}");
+            print!("{config:?}");
             Ok(())
         }
     }

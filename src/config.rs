@@ -95,7 +95,9 @@ pub enum KeysCommand {
     Rewrap,
 }
 
-#[derive(Clone, Args)]
+/// `Debug` and `config check` print every setting (derived, so a new one cannot be left
+/// out) as the TOML file would hold it, with the secrets of URLs redacted.
+#[derive(Clone, Args, serde::Serialize)]
 pub struct Config {
     /// Address to bind.
     #[arg(
@@ -113,6 +115,7 @@ pub struct Config {
         value_name = "AUTHGATE_DATABASE_URL",
         default_value = "sqlite://authgate.db?mode=rwc"
     )]
+    #[serde(serialize_with = "redacted")]
     pub database_url: String,
 
     /// `iss` of issued tokens; OpenID discovery is served for it.
@@ -231,6 +234,7 @@ pub struct Config {
 
     /// Redis URL for throttling and rate-limit state shared by several instances.
     #[arg(long, env = "AUTHGATE_REDIS_URL", value_name = "AUTHGATE_REDIS_URL")]
+    #[serde(serialize_with = "redacted_option")]
     pub redis_url: Option<String>,
 
     /// PKCS#8 PEM Ed25519 private key; unset: a key is generated and kept in the database.
@@ -298,7 +302,8 @@ pub struct Config {
     pub log: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Pretty,
     Json,
@@ -435,32 +440,26 @@ fn is_secret_parameter(key: &str) -> bool {
     .any(|secret| key == *secret || key.ends_with(&format!("_{secret}")))
 }
 
+fn redacted<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redact_url(url))
+}
+
+fn redacted_option<S: serde::Serializer>(
+    url: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => redacted(url, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("listen", &self.listen)
-            .field("database_url", &redact_url(&self.database_url))
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .field("access_ttl", &self.access_ttl)
-            .field("refresh_ttl", &self.refresh_ttl)
-            .field("session_ttl", &self.session_ttl)
-            .field("refresh_reuse_grace", &self.refresh_reuse_grace)
-            .field("argon2_memory_kib", &self.argon2_memory_kib)
-            .field("argon2_iterations", &self.argon2_iterations)
-            .field("argon2_parallelism", &self.argon2_parallelism)
-            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
-            .field("signing_key_file", &self.signing_key_file)
-            .field("master_key_file", &self.master_key_file)
-            .field("key_reload_interval", &self.key_reload_interval)
-            .field("key_activation_delay", &self.key_activation_delay)
-            .field("audit_retention", &self.audit_retention)
-            .field("header_timeout", &self.header_timeout)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("max_connections", &self.max_connections)
-            .field("log", &self.log)
-            .field("log_format", &self.log_format)
-            .finish_non_exhaustive()
+        match toml::to_string(self) {
+            Ok(text) => f.write_str(&text),
+            Err(err) => write!(f, "Config {{ unprintable: {err} }}"),
+        }
     }
 }
 

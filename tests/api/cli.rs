@@ -97,7 +97,17 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
         .unwrap();
     assert!(output.status.success(), "{output:?}");
     let printed = String::from_utf8(output.stdout).unwrap();
-    assert!(printed.contains("access_ttl: 300"), "{printed}");
+    // Every setting, as the TOML file would hold it.
+    let table: toml::Table = toml::from_str(&printed).unwrap();
+    assert_eq!(table["access_ttl"].as_integer(), Some(300));
+    for setting in [
+        "rate_limit_per_ip",
+        "login_max_failures",
+        "trust_forwarded_for",
+        "max_connections",
+    ] {
+        assert!(table.contains_key(setting), "{setting} missing: {printed}");
+    }
     assert!(
         printed.contains("\"from-env\""),
         "the environment wins: {printed}"
