@@ -92,15 +92,7 @@ async fn unknown_paths_share_one_metric_label() {
     for path in ["/a", "/b", "/c/d"] {
         app.client.get(app.url(path)).send().await.unwrap();
     }
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert_eq!(
         metric(
             &text,
@@ -124,15 +116,7 @@ async fn odd_methods_share_one_metric_label() {
             .unwrap();
         assert!(response.status().is_client_error(), "{}", response.status());
     }
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(!text.contains("AAAA") && !text.contains("BREW") && !text.contains("PROPFIND"));
     let odd: f64 = text
         .lines()
