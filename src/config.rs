@@ -86,7 +86,9 @@ pub enum KeysCommand {
     /// Withdraw a key at once (compromise): out of the JWKS and out of signing on every
     /// instance within the reload interval; its tokens are rejected from then on.
     Revoke {
-        /// The key's `kid`, as `keys list` shows it.
+        /// The key's `kid`, as `keys list` shows it. A thumbprint may begin with `-`,
+        /// so a leading hyphen is part of the value, not an option.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
     /// List the signing keys with their state (next, signing, retiring, revoked).
@@ -530,5 +532,16 @@ mod tests {
     fn a_bad_value_names_its_variable() {
         let err = Cli::try_parse_from(["authgate", "--access-ttl", "soon"]).unwrap_err();
         assert!(err.to_string().contains("AUTHGATE_ACCESS_TTL"), "{err}");
+    }
+
+    #[test]
+    fn a_kid_that_begins_with_a_hyphen_can_be_revoked() {
+        let cli = Cli::try_parse_from(["authgate", "keys", "revoke", "-9Xb_q"]).unwrap();
+        match cli.command {
+            Some(Command::Keys {
+                command: KeysCommand::Revoke { kid },
+            }) => assert_eq!(kid, "-9Xb_q"),
+            other => panic!("parsed as {other:?}"),
+        }
     }
 }
