@@ -7,9 +7,12 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme, Tags, auth::Bearer};
 use uuid::Uuid;
 
-use super::problem::{Problem, ProblemType, from_domain, www_authenticate};
+use super::problem::{Problem, ProblemType, internal, problem_of, www_authenticate};
 use super::strict::StrictString;
-use crate::domain::{self, AuthService, Authenticated, Client, DomainError};
+use crate::domain::{
+    self, AuthService, AuthenticateError, Authenticated, Client, LoginError, RefreshError,
+    RegisterError,
+};
 
 #[derive(Tags)]
 enum ApiTags {
@@ -84,35 +87,6 @@ impl From<domain::TokenPair> for TokenPairBody {
 
 const NO_STORE: &str = "no-store";
 
-/// Declares an operation's responses; every error variant carries a problem, and the
-/// `From<DomainError>` picks the variant by the problem's status.
-macro_rules! error_variants {
-    ($response:ident { $($status:literal => $variant:ident),* $(,)? }
-     $(with_retry { $($retry_status:literal => $retry_variant:ident),* $(,)? })?) => {
-        impl From<DomainError> for $response {
-            fn from(err: DomainError) -> Self {
-                let retry_after = err.retry_after_secs().unwrap_or(1);
-                let problem = from_domain(&err);
-                match problem.status {
-                    $($status => Self::$variant(Json(problem)),)*
-                    $($($retry_status => Self::$retry_variant(Json(problem), retry_after),)*)?
-                    _ => Self::Internal(Json(from_domain_internal(problem))),
-                }
-            }
-        }
-    };
-}
-
-fn from_domain_internal(problem: Problem) -> Problem {
-    if problem.status == 500 {
-        problem
-    } else {
-        tracing::error!(?problem, "domain error not declared for this operation");
-        ProblemType::Internal
-            .problem("The server failed to handle the request; it has been logged.")
-    }
-}
-
 #[derive(ApiResponse)]
 pub enum RegisterResponse {
     /// The account was created.
@@ -140,8 +114,26 @@ pub enum RegisterResponse {
     #[oai(status = 503, content_type = "application/problem+json")]
     Overloaded(Json<Problem>, #[oai(header = "Retry-After")] u64),
 }
-error_variants!(RegisterResponse { 400 => BadRequest, 409 => Conflict, 413 => PayloadTooLarge, 422 => Unprocessable }
-    with_retry { 429 => TooManyRequests, 503 => Overloaded });
+
+impl From<RegisterError> for RegisterResponse {
+    fn from(err: RegisterError) -> Self {
+        match err {
+            RegisterError::InvalidEmail(_) => {
+                Self::Unprocessable(Json(problem_of(ProblemType::InvalidEmail, &err)))
+            }
+            RegisterError::InvalidPassword(_) => {
+                Self::Unprocessable(Json(problem_of(ProblemType::InvalidPassword, &err)))
+            }
+            RegisterError::EmailTaken => {
+                Self::Conflict(Json(problem_of(ProblemType::EmailTaken, &err)))
+            }
+            RegisterError::Overloaded => {
+                Self::Overloaded(Json(problem_of(ProblemType::Overloaded, &err)), 1)
+            }
+            RegisterError::Fault(fault) => Self::Internal(Json(internal(&fault))),
+        }
+    }
+}
 
 /// Responses of login and refresh, which both issue a token pair.
 #[derive(ApiResponse)]
@@ -169,8 +161,36 @@ pub enum TokenResponse {
     #[oai(status = 503, content_type = "application/problem+json")]
     Overloaded(Json<Problem>, #[oai(header = "Retry-After")] u64),
 }
-error_variants!(TokenResponse { 400 => BadRequest, 401 => Unauthorized, 413 => PayloadTooLarge }
-    with_retry { 429 => TooManyRequests, 503 => Overloaded });
+
+impl From<LoginError> for TokenResponse {
+    fn from(err: LoginError) -> Self {
+        match err {
+            // One message for unknown account and wrong password.
+            LoginError::InvalidCredentials => Self::Unauthorized(Json(
+                ProblemType::InvalidCredentials.problem("The email or password is wrong."),
+            )),
+            LoginError::Throttled(retry) => Self::TooManyRequests(
+                Json(problem_of(ProblemType::TooManyRequests, &err)),
+                retry.secs(),
+            ),
+            LoginError::Overloaded => {
+                Self::Overloaded(Json(problem_of(ProblemType::Overloaded, &err)), 1)
+            }
+            LoginError::Fault(fault) => Self::Internal(Json(internal(&fault))),
+        }
+    }
+}
+
+impl From<RefreshError> for TokenResponse {
+    fn from(err: RefreshError) -> Self {
+        match err {
+            RefreshError::InvalidRefreshToken => {
+                Self::Unauthorized(Json(problem_of(ProblemType::InvalidRefreshToken, &err)))
+            }
+            RefreshError::Fault(fault) => Self::Internal(Json(internal(&fault))),
+        }
+    }
+}
 
 #[derive(ApiResponse)]
 pub enum RevokeResponse {
@@ -190,8 +210,6 @@ pub enum RevokeResponse {
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
 }
-error_variants!(RevokeResponse { 400 => BadRequest, 413 => PayloadTooLarge }
-    with_retry { 429 => TooManyRequests });
 
 #[derive(ApiResponse)]
 pub enum LogoutAllResponse {
@@ -234,20 +252,35 @@ async fn authenticate(req: &poem::Request, bearer: Bearer) -> poem::Result<Authe
     let service = req
         .data::<Arc<AuthService>>()
         .ok_or_else(|| poem::Error::from_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR))?;
-    service.authenticate(&bearer.token).await.map_err(|err| {
-        let problem = from_domain(&err);
-        let mut response = ProblemType::InvalidToken.response(problem.detail.clone());
-        if problem.status == 401 {
-            if let Ok(value) = www_authenticate(true).parse() {
-                response
-                    .headers_mut()
-                    .insert(poem::http::header::WWW_AUTHENTICATE, value);
-            }
-        } else {
-            response = ProblemType::Internal.response(problem.detail);
+    service
+        .authenticate(&bearer.token)
+        .await
+        .map_err(|err| poem::Error::from_response(rejection(err)))
+}
+
+/// An access token that did not authenticate, as RFC 6750 answers it; why it failed is
+/// for the logs, not for whoever presented it.
+fn rejection(err: AuthenticateError) -> poem::Response {
+    let fault = match err {
+        AuthenticateError::Rejected(reason) => {
+            tracing::debug!(%reason, "rejected access token");
+            None
         }
-        poem::Error::from_response(response)
-    })
+        AuthenticateError::SessionEnded => None,
+        AuthenticateError::Fault(fault) => Some(fault),
+    };
+    if let Some(fault) = fault {
+        let problem = internal(&fault);
+        return ProblemType::Internal.response(problem.detail);
+    }
+    let mut response = ProblemType::InvalidToken
+        .response("The access token is invalid, expired or its session has ended.");
+    if let Ok(value) = www_authenticate(true).parse() {
+        response
+            .headers_mut()
+            .insert(poem::http::header::WWW_AUTHENTICATE, value);
+    }
+    response
 }
 
 pub struct AuthApi;
@@ -311,7 +344,7 @@ impl AuthApi {
     ) -> RevokeResponse {
         match service.revoke(&body.0.refresh_token.0, client.0).await {
             Ok(()) => RevokeResponse::NoContent,
-            Err(err) => err.into(),
+            Err(fault) => RevokeResponse::Internal(Json(internal(&fault))),
         }
     }
 
@@ -325,7 +358,7 @@ impl AuthApi {
     ) -> LogoutAllResponse {
         match service.logout_all(auth.0.user.id, client.0).await {
             Ok(()) => LogoutAllResponse::NoContent,
-            Err(err) => LogoutAllResponse::Internal(Json(from_domain(&err))),
+            Err(fault) => LogoutAllResponse::Internal(Json(internal(&fault))),
         }
     }
 

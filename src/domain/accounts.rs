@@ -4,7 +4,9 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use uuid::Uuid;
 
-use super::{AuthService, Client, DomainError, Result, TokenPair, User, audit, now_ms, secs_to_ms};
+use super::{
+    AuthService, Client, LoginError, RegisterError, TokenPair, User, audit, now_ms, secs_to_ms,
+};
 use crate::crypto::password::Verified;
 use crate::crypto::refresh;
 use crate::store::{SessionRow, StoreError, UserRow};
@@ -14,11 +16,16 @@ pub const PASSWORD_MIN_CHARS: usize = 8;
 pub const PASSWORD_MAX_CHARS: usize = 1024;
 
 impl AuthService {
-    pub async fn register(&self, email: &str, password: String, client: &Client) -> Result<User> {
+    pub async fn register(
+        &self,
+        email: &str,
+        password: String,
+        client: &Client,
+    ) -> Result<User, RegisterError> {
         let email = normalize_email(email);
-        validate_email(&email)?;
+        validate_email(&email).map_err(RegisterError::InvalidEmail)?;
         let password = normalize_password(&password);
-        validate_password(&password)?;
+        validate_password(&password).map_err(RegisterError::InvalidPassword)?;
         let password_hash = self.hasher.hash(password).await?;
         let user = UserRow {
             id: Uuid::new_v4(),
@@ -30,7 +37,7 @@ impl AuthService {
         let audit = audit("register", &actor, Some(user.id), None, user.created_at);
         match self.store.insert_user(user.clone(), &audit).await {
             Ok(()) => Ok(user.into()),
-            Err(StoreError::Duplicate) => Err(DomainError::EmailTaken),
+            Err(StoreError::Duplicate) => Err(RegisterError::EmailTaken),
             Err(err) => Err(err.into()),
         }
     }
@@ -38,14 +45,19 @@ impl AuthService {
     /// Unknown accounts and wrong passwords take the same path: one argon2 verification
     /// (against a dummy hash for the former) and the same error.
     /// A throttled (account, address) is refused before any hashing.
-    pub async fn login(&self, email: &str, password: String, client: &Client) -> Result<TokenPair> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: String,
+        client: &Client,
+    ) -> Result<TokenPair, LoginError> {
         let result = self.login_unmetered(email, password, client).await;
         self.metrics.login(match &result {
             Ok(_) => "ok",
-            Err(DomainError::InvalidCredentials) => "invalid_credentials",
-            Err(DomainError::Throttled(_)) => "throttled",
-            Err(DomainError::Overloaded) => "overloaded",
-            Err(_) => "error",
+            Err(LoginError::InvalidCredentials) => "invalid_credentials",
+            Err(LoginError::Throttled(_)) => "throttled",
+            Err(LoginError::Overloaded) => "overloaded",
+            Err(LoginError::Fault(_)) => "error",
         });
         result
     }
@@ -55,14 +67,14 @@ impl AuthService {
         email: &str,
         password: String,
         client: &Client,
-    ) -> Result<TokenPair> {
+    ) -> Result<TokenPair, LoginError> {
         let email = normalize_email(email);
         let actor = client.actor();
         // The check is reserved before any hashing, so concurrent guesses cannot all slip
         // past the limit while the first ones are still being hashed.
         let reserved = match self.throttle.reserve_login_attempt(&email, client.ip).await {
             Ok(Ok(())) => true,
-            Ok(Err(retry)) => return Err(DomainError::Throttled(retry)),
+            Ok(Err(retry)) => return Err(LoginError::Throttled(retry)),
             // Availability over strictness: the per-IP rate limit still applies.
             Err(err) => {
                 tracing::error!(error = %err, "login throttle unavailable; not enforced");
@@ -91,7 +103,7 @@ impl AuthService {
                     .is_none()
                     .then(|| "unknown account".to_owned());
                 self.store.record(&failed).await?;
-                return Err(DomainError::InvalidCredentials);
+                return Err(LoginError::InvalidCredentials);
             }
         };
         if let Err(err) = self.throttle.clear_login_failures(&email, client.ip).await {
@@ -118,7 +130,7 @@ impl AuthService {
         self.store
             .start_session(session.clone(), new_token, upgraded_hash, &started)
             .await?;
-        self.token_pair(&session, refresh_token, refresh_expires_at, now)
+        Ok(self.token_pair(&session, refresh_token, refresh_expires_at, now)?)
     }
 
     /// The account of `email` and whether `password` (NFKC-normalized here) is its
@@ -128,7 +140,7 @@ impl AuthService {
         &self,
         email: &str,
         password: &str,
-    ) -> Result<(Option<UserRow>, Verified)> {
+    ) -> Result<(Option<UserRow>, Verified), LoginError> {
         let user = match validate_email(email) {
             Ok(()) => self.store.find_user_by_email(email).await?,
             Err(_) => None,
@@ -165,46 +177,45 @@ pub fn normalize_password(password: &str) -> String {
     password.nfkc().collect()
 }
 
-fn validate_email(email: &str) -> Result<()> {
-    let invalid = DomainError::InvalidEmail;
+/// Why an email cannot be an account's, if it cannot.
+fn validate_email(email: &str) -> Result<(), &'static str> {
     if email.chars().count() > EMAIL_MAX_CHARS {
-        return Err(invalid("longer than 254 characters"));
+        return Err("longer than 254 characters");
     }
     if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid("contains whitespace or control characters"));
+        return Err("contains whitespace or control characters");
     }
     // Invisible characters (U+200B and the like) would let two accounts look alike.
     if email
         .chars()
         .any(|c| c.general_category() == GeneralCategory::Format)
     {
-        return Err(invalid("contains invisible format characters"));
+        return Err("contains invisible format characters");
     }
     let Some((local, domain)) = email.rsplit_once('@') else {
-        return Err(invalid("missing @"));
+        return Err("missing @");
     };
     if local.is_empty() || local.chars().count() > 64 || local.contains('@') {
-        return Err(invalid(
-            "the part before @ must be 1 to 64 characters, without @",
-        ));
+        return Err("the part before @ must be 1 to 64 characters, without @");
     }
     let labels_ok = domain.split('.').count() >= 2
         && domain
             .split('.')
             .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
     if !labels_ok {
-        return Err(invalid("the domain must be a dotted name like example.com"));
+        return Err("the domain must be a dotted name like example.com");
     }
     Ok(())
 }
 
-fn validate_password(password: &str) -> Result<()> {
+/// Why a (normalized) password is refused, if it is.
+fn validate_password(password: &str) -> Result<(), &'static str> {
     let chars = password.chars().count();
     if chars < PASSWORD_MIN_CHARS {
-        return Err(DomainError::InvalidPassword("shorter than 8 characters"));
+        return Err("shorter than 8 characters");
     }
     if chars > PASSWORD_MAX_CHARS {
-        return Err(DomainError::InvalidPassword("longer than 1024 characters"));
+        return Err("longer than 1024 characters");
     }
     Ok(())
 }

@@ -23,55 +23,98 @@ use keys::KeyRing;
 
 pub use accounts::{normalize_email, normalize_password};
 
+/// A failure of the server, not of the request: logged in full, answered with an
+/// opaque 500.
 #[derive(Debug, thiserror::Error)]
-pub enum DomainError {
-    #[error("invalid email: {0}")]
-    InvalidEmail(&'static str),
-    #[error("invalid password: {0}")]
-    InvalidPassword(&'static str),
-    #[error("email is already registered")]
-    EmailTaken,
-    #[error("wrong email or password")]
-    InvalidCredentials,
-    #[error("refresh token is unknown, expired, spent or revoked")]
-    InvalidRefreshToken,
-    #[error("access token rejected: {0}")]
-    InvalidAccessToken(#[from] VerifyError),
-    #[error("the session of this access token has ended")]
-    SessionEnded,
+pub enum Fault {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Password(PasswordError),
     #[error(transparent)]
     Key(#[from] KeyError),
+}
+
+/// Each use case returns its own error enum, holding only what can go wrong in it, so
+/// the HTTP layer's match over it is exhaustive and checked by the compiler.
+macro_rules! faults_convert {
+    ($($error:ident),* $(,)?) => {$(
+        impl From<StoreError> for $error {
+            fn from(err: StoreError) -> Self {
+                Self::Fault(Fault::Store(err))
+            }
+        }
+        impl From<KeyError> for $error {
+            fn from(err: KeyError) -> Self {
+                Self::Fault(Fault::Key(err))
+            }
+        }
+    )*};
+}
+
+/// Password hashing is shed under load (`Overloaded`); any other hashing failure is a
+/// fault.
+macro_rules! hashing_converts {
+    ($($error:ident),* $(,)?) => {$(
+        impl From<PasswordError> for $error {
+            fn from(err: PasswordError) -> Self {
+                match err {
+                    PasswordError::Overloaded => Self::Overloaded,
+                    other => Self::Fault(Fault::Password(other)),
+                }
+            }
+        }
+    )*};
+}
+
+faults_convert!(RegisterError, LoginError, RefreshError, AuthenticateError);
+hashing_converts!(RegisterError, LoginError);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("invalid email: {0}")]
+    InvalidEmail(&'static str),
+    #[error("invalid password: {0}")]
+    InvalidPassword(&'static str),
+    #[error("email is already registered")]
+    EmailTaken,
+    #[error("the server is busy hashing passwords; retry shortly")]
+    Overloaded,
+    #[error(transparent)]
+    Fault(Fault),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown account and wrong password alike.
+    #[error("wrong email or password")]
+    InvalidCredentials,
     #[error("too many failed logins for this account from this address")]
     Throttled(RetryAfter),
     #[error("the server is busy hashing passwords; retry shortly")]
     Overloaded,
+    #[error(transparent)]
+    Fault(Fault),
 }
 
-impl DomainError {
-    /// Seconds to put in `Retry-After`, for errors that have one.
-    pub fn retry_after_secs(&self) -> Option<u64> {
-        match self {
-            Self::Throttled(retry) => Some(retry.secs()),
-            Self::Overloaded => Some(1),
-            _ => None,
-        }
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("refresh token is unknown, expired, spent or revoked")]
+    InvalidRefreshToken,
+    #[error(transparent)]
+    Fault(Fault),
 }
 
-impl From<PasswordError> for DomainError {
-    fn from(err: PasswordError) -> Self {
-        match err {
-            PasswordError::Overloaded => Self::Overloaded,
-            other => Self::Password(other),
-        }
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum AuthenticateError {
+    /// Why is for the logs, not for whoever presented the token.
+    #[error("access token rejected: {0}")]
+    Rejected(#[from] VerifyError),
+    #[error("the session of this access token has ended")]
+    SessionEnded,
+    #[error(transparent)]
+    Fault(Fault),
 }
-
-pub type Result<T, E = DomainError> = std::result::Result<T, E>;
 
 /// Who is calling: the client address (for throttling and the audit trail) and its
 /// user agent (for the audit trail).
@@ -206,7 +249,7 @@ impl AuthService {
         refresh_token: String,
         refresh_expires_at: i64,
         now: i64,
-    ) -> Result<TokenPair> {
+    ) -> Result<TokenPair, KeyError> {
         let now_secs = now / 1000;
         let exp = (now_secs + self.policy.access_ttl_secs as i64).min(session.expires_at / 1000);
         let claims = AccessClaims {

@@ -4,7 +4,8 @@
 use uuid::Uuid;
 
 use super::{
-    AuthService, Authenticated, Client, DomainError, Result, TokenPair, audit, now_ms, secs_to_ms,
+    AuthService, AuthenticateError, Authenticated, Client, Fault, RefreshError, TokenPair, audit,
+    now_ms, secs_to_ms,
 };
 use crate::crypto::refresh;
 use crate::metrics::RefreshOutcome;
@@ -12,7 +13,11 @@ use crate::store::{RefreshTokenRow, Rotation};
 
 impl AuthService {
     /// Rotates a refresh token; see CONTRACT.md "Sessions and refresh rotation".
-    pub async fn refresh(&self, presented: &str, client: &Client) -> Result<TokenPair> {
+    pub async fn refresh(
+        &self,
+        presented: &str,
+        client: &Client,
+    ) -> Result<TokenPair, RefreshError> {
         let hash = refresh::hash(presented);
         let actor = client.actor();
         let now = now_ms();
@@ -32,13 +37,13 @@ impl AuthService {
         // The common case first, in one round trip: an unspent token of a live session.
         if let Some((session, expires_at)) = self.store.rotate(&rotation).await? {
             self.metrics.refresh(RefreshOutcome::Rotated);
-            return self.token_pair(&session, successor, expires_at, now);
+            return Ok(self.token_pair(&session, successor, expires_at, now)?);
         }
 
         // Nothing was spent: find out why.
         let reject = || {
             self.metrics.refresh(RefreshOutcome::Rejected);
-            DomainError::InvalidRefreshToken
+            RefreshError::InvalidRefreshToken
         };
         let (row, session) = self
             .store
@@ -56,7 +61,7 @@ impl AuthService {
                 return Err(reject());
             }
             self.metrics.refresh(RefreshOutcome::SpentInGrace);
-            return self.token_pair(&session, successor, expires_at, now);
+            return Ok(self.token_pair(&session, successor, expires_at, now)?);
         }
         // Reuse outside the grace window: assume theft and end the whole session.
         self.metrics.refresh(RefreshOutcome::ReuseDetected);
@@ -72,7 +77,7 @@ impl AuthService {
             tracing::warn!(session_id = %session.id, user_id = %session.user_id,
                 "refresh token reuse detected; session revoked");
         }
-        Err(DomainError::InvalidRefreshToken)
+        Err(RefreshError::InvalidRefreshToken)
     }
 
     /// The successor of a spent token, if the token was spent within the grace window
@@ -82,7 +87,7 @@ impl AuthService {
         presented: &str,
         row: &RefreshTokenRow,
         now: i64,
-    ) -> Result<Option<(String, i64)>> {
+    ) -> Result<Option<(String, i64)>, RefreshError> {
         let grace_ms = secs_to_ms(self.policy.reuse_grace_secs);
         let (Some(spent_at), Some(successor_id), Some(sealed)) = (
             row.spent_at,
@@ -107,7 +112,7 @@ impl AuthService {
 
     /// Ends the session of a refresh token, spent or not. Unknown tokens are ignored
     /// (RFC 7009).
-    pub async fn revoke(&self, presented: &str, client: &Client) -> Result<()> {
+    pub async fn revoke(&self, presented: &str, client: &Client) -> Result<(), Fault> {
         let found = self
             .store
             .find_refresh_token(&refresh::hash(presented))
@@ -133,7 +138,7 @@ impl AuthService {
         Ok(())
     }
 
-    pub async fn logout_all(&self, user_id: Uuid, client: &Client) -> Result<()> {
+    pub async fn logout_all(&self, user_id: Uuid, client: &Client) -> Result<(), Fault> {
         let actor = client.actor();
         let ended = self
             .store
@@ -147,13 +152,13 @@ impl AuthService {
     }
 
     /// Verifies an access token and checks that its session is still live.
-    pub async fn authenticate(&self, bearer: &str) -> Result<Authenticated> {
+    pub async fn authenticate(&self, bearer: &str) -> Result<Authenticated, AuthenticateError> {
         let claims = self.verifier.verify_cached(bearer)?;
         let user = self
             .store
             .live_session_user(claims.sid, claims.sub, now_ms())
             .await?
-            .ok_or(DomainError::SessionEnded)?;
+            .ok_or(AuthenticateError::SessionEnded)?;
         Ok(Authenticated {
             user: user.into(),
             claims,

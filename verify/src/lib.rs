@@ -18,6 +18,7 @@ struct WorkspaceReadme;
 mod http;
 mod jwks;
 pub mod poem;
+pub mod problem;
 mod verifier;
 
 pub use jsonwebtoken::Algorithm;

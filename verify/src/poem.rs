@@ -16,6 +16,7 @@ use poem_openapi::registry::{MetaSecurityScheme, Registry};
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use serde::de::DeserializeOwned;
 
+use crate::problem::ProblemType;
 use crate::{AccessClaims, HasAccessClaims, Verifier, VerifyError};
 
 /// Name of the security scheme in the OpenAPI document.
@@ -35,34 +36,33 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    pub fn status(&self) -> StatusCode {
+    /// The problem type it is answered with.
+    pub fn problem_type(&self) -> ProblemType {
         match self {
-            Self::MissingToken => StatusCode::UNAUTHORIZED,
-            Self::InvalidToken(VerifyError::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
-            Self::NotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::MissingToken => ProblemType::MissingToken,
+            Self::InvalidToken(VerifyError::KeysUnavailable) => ProblemType::Unavailable,
+            Self::InvalidToken(_) => ProblemType::InvalidToken,
+            Self::InsufficientScope(_) => ProblemType::InsufficientScope,
+            Self::NotConfigured => ProblemType::Internal,
         }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.problem_type().status()
     }
 
     /// The problem+json response with its `WWW-Authenticate` challenge.
     pub fn to_response(&self) -> Response {
-        let (code, title, detail, challenge) = match self {
+        let (detail, challenge) = match self {
             Self::MissingToken => (
-                "missing-token",
-                "Bearer token required",
                 "This endpoint needs an Authorization: Bearer header.".to_owned(),
                 Some("Bearer".to_owned()),
             ),
             Self::InvalidToken(VerifyError::KeysUnavailable) => (
-                "unavailable",
-                "Service unavailable",
                 "The token issuer's keys could not be loaded; retry later.".to_owned(),
                 None,
             ),
             Self::InvalidToken(_) => (
-                "invalid-token",
-                "Invalid access token",
                 "The access token is invalid or expired.".to_owned(),
                 Some(
                     r#"Bearer error="invalid_token", error_description="The access token is invalid or expired""#
@@ -70,37 +70,26 @@ impl Rejection {
                 ),
             ),
             Self::InsufficientScope(scope) => (
-                "insufficient-scope",
-                "Insufficient scope",
                 format!("The access token lacks the scope {scope:?}."),
                 Some(format!(
                     r#"Bearer error="insufficient_scope", scope="{scope}", error_description="The access token lacks a required scope""#
                 )),
             ),
             Self::NotConfigured => (
-                "internal",
-                "Internal server error",
                 "The server failed to handle the request; it has been logged.".to_owned(),
                 None,
             ),
         };
-        let status = self.status();
-        let body = serde_json::json!({
-            "type": format!("urn:authgate:problem:{code}"),
-            "title": title,
-            "status": status.as_u16(),
-            "detail": detail,
-        });
-        let mut response = Response::builder()
-            .status(status)
-            .header(header::CONTENT_TYPE, "application/problem+json");
-        if let Some(challenge) = challenge {
-            response = response.header(header::WWW_AUTHENTICATE, challenge);
+        let kind = self.problem_type();
+        let mut response = kind.response(detail);
+        let headers = response.headers_mut();
+        if let Some(value) = challenge.and_then(|challenge| challenge.parse().ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response = response.header(header::RETRY_AFTER, "30");
+        if kind == ProblemType::Unavailable {
+            headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
         }
-        response.body(body.to_string())
+        response
     }
 }
 
