@@ -1,41 +1,10 @@
-//! argon2id password hashing on a fixed pool of one thread per core, fed by a bounded
-//! queue: a login flood can neither starve the async runtime nor grow memory. Each pool
-//! thread owns one argon2 block buffer (19 MiB at the default cost), allocated at its
-//! first hash and reused by every later one: letting the argon2 crate allocate and free
-//! it per hash left glibc's arenas fragmented (~240 MB RSS under 500 logins on 2 cores).
-
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+//! argon2 itself, on one pool thread: PHC strings made and checked in that thread's
+//! reusable working memory, with the memory a stored hash may ask for bounded.
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use tokio::sync::oneshot;
 
-#[derive(Debug, thiserror::Error)]
-pub enum PasswordError {
-    #[error("invalid argon2 parameters: {0}")]
-    Params(String),
-    #[error("password hashing failed: {0}")]
-    Hash(String),
-    #[error("password hashing task failed")]
-    Task,
-    #[error("too many password hashes queued")]
-    Overloaded,
-}
-
-/// Outcome of checking a password against a stored hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verified {
-    Wrong,
-    Correct,
-    /// Correct, but the hash used other parameters than the configured ones.
-    CorrectNeedsRehash,
-}
-
-/// Hashes that may wait for a core, per core; beyond that requests are shed at once
-/// rather than queueing memory and latency.
-pub const QUEUE_PER_CORE: usize = 16;
+use super::{PasswordError, Verified};
 
 /// Bytes of salt in a new hash.
 const SALT_LEN: usize = 16;
@@ -48,126 +17,7 @@ const MAX_STORED_COST_FACTOR: usize = 4;
 const MAX_STORED_BLOCKS: usize = 256 * 1024 * 1024 / Block::SIZE;
 
 /// A hashing thread's reusable argon2 working memory.
-type Memory = Vec<Block>;
-
-type Job = Box<dyn FnOnce(&mut Memory) + Send>;
-
-struct Pool {
-    jobs: SyncSender<Job>,
-    queued: AtomicUsize,
-    running: AtomicUsize,
-}
-
-#[derive(Clone)]
-pub struct PasswordHasher {
-    params: Params,
-    pool: Arc<Pool>,
-    /// Verified against when the account does not exist, so that case costs the same.
-    dummy_hash: Arc<str>,
-}
-
-impl PasswordHasher {
-    /// Checks the parameters, prepares the dummy hash (one hash, blocking) and starts
-    /// one hashing thread per core.
-    pub fn new(memory_kib: u32, iterations: u32, parallelism: u32) -> Result<Self, PasswordError> {
-        let params = Params::new(memory_kib, iterations, parallelism, None)
-            .map_err(|e| PasswordError::Params(e.to_string()))?;
-        let dummy_hash = hash_blocking(&mut Memory::new(), &params, "authgate dummy password")?;
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let (jobs, receiver) = sync_channel::<Job>(cores * QUEUE_PER_CORE);
-        let pool = Arc::new(Pool {
-            jobs,
-            queued: AtomicUsize::new(0),
-            running: AtomicUsize::new(0),
-        });
-        let receiver = Arc::new(Mutex::new(receiver));
-        for n in 0..cores {
-            let (receiver, pool) = (receiver.clone(), Arc::downgrade(&pool));
-            std::thread::Builder::new()
-                .name(format!("argon2-{n}"))
-                .spawn(move || work_loop(&receiver, &pool))
-                .map_err(|_| PasswordError::Task)?;
-        }
-        Ok(Self {
-            params,
-            pool,
-            dummy_hash: dummy_hash.into(),
-        })
-    }
-
-    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
-        let params = self.params.clone();
-        self.run(move |memory| hash_blocking(memory, &params, &password))
-            .await?
-    }
-
-    /// Verifies `password` against `stored`, or against the dummy hash when `stored` is
-    /// `None` (unknown account: always [`Verified::Wrong`], in the same time).
-    pub async fn verify(
-        &self,
-        password: String,
-        stored: Option<String>,
-    ) -> Result<Verified, PasswordError> {
-        let known = stored.is_some();
-        let stored = stored.unwrap_or_else(|| self.dummy_hash.to_string());
-        let params = self.params.clone();
-        let verified = self
-            .run(move |memory| verify_blocking(memory, &params, &password, &stored))
-            .await??;
-        Ok(if known { verified } else { Verified::Wrong })
-    }
-
-    /// Hashes waiting for a core.
-    pub fn queued(&self) -> usize {
-        self.pool.queued.load(Ordering::Acquire)
-    }
-
-    /// Cores busy hashing.
-    pub fn running(&self) -> usize {
-        self.pool.running.load(Ordering::Acquire)
-    }
-
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&mut Memory) -> T + Send + 'static,
-    ) -> Result<T, PasswordError> {
-        let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |memory| {
-            // The client hung up while this waited: its hash is not worth a core.
-            if !reply.is_closed() {
-                let _ = reply.send(work(memory));
-            }
-        });
-        self.pool.queued.fetch_add(1, Ordering::AcqRel);
-        match self.pool.jobs.try_send(job) {
-            Ok(()) => answer.await.map_err(|_| PasswordError::Task),
-            Err(TrySendError::Full(_)) => {
-                self.pool.queued.fetch_sub(1, Ordering::AcqRel);
-                Err(PasswordError::Overloaded)
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.pool.queued.fetch_sub(1, Ordering::AcqRel);
-                Err(PasswordError::Task)
-            }
-        }
-    }
-}
-
-fn work_loop(receiver: &Mutex<Receiver<Job>>, pool: &std::sync::Weak<Pool>) {
-    // This thread's argon2 memory: sized at the first hash, then kept for its lifetime.
-    let mut memory = Memory::new();
-    loop {
-        let job = match receiver.lock().unwrap_or_else(|e| e.into_inner()).recv() {
-            Ok(job) => job,
-            Err(_) => return, // every hasher is gone
-        };
-        let Some(pool) = pool.upgrade() else { return };
-        pool.queued.fetch_sub(1, Ordering::AcqRel);
-        pool.running.fetch_add(1, Ordering::AcqRel);
-        job(&mut memory);
-        pool.running.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+pub(super) type Memory = Vec<Block>;
 
 /// Runs `f` on `blocks` blocks of working memory: a prefix of the thread's buffer (grown
 /// once to the configured size) when they fit in the configured cost, else a buffer for
@@ -202,7 +52,7 @@ fn with_memory<T>(
     Ok(f(&mut once))
 }
 
-fn hash_blocking(
+pub(super) fn hash_blocking(
     memory: &mut Memory,
     params: &Params,
     password: &str,
@@ -257,7 +107,7 @@ fn derive(
     })?
 }
 
-fn verify_blocking(
+pub(super) fn verify_blocking(
     memory: &mut Memory,
     params: &Params,
     password: &str,
@@ -298,44 +148,6 @@ fn verify_blocking(
 mod tests {
     use super::*;
     use argon2::{PasswordHasher as _, PasswordVerifier as _};
-
-    #[tokio::test]
-    async fn a_hash_verifies_its_password_only() {
-        let hasher = PasswordHasher::new(1024, 1, 1).unwrap();
-        let hash = hasher.hash("correct horse".into()).await.unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
-        let ok = hasher.verify("correct horse".into(), Some(hash.clone()));
-        assert_eq!(ok.await.unwrap(), Verified::Correct);
-        let wrong = hasher.verify("battery staple".into(), Some(hash));
-        assert_eq!(wrong.await.unwrap(), Verified::Wrong);
-    }
-
-    #[tokio::test]
-    async fn an_unknown_account_never_verifies() {
-        let hasher = PasswordHasher::new(1024, 1, 1).unwrap();
-        let verified = hasher.verify("authgate dummy password".into(), None);
-        assert_eq!(verified.await.unwrap(), Verified::Wrong);
-    }
-
-    #[tokio::test]
-    async fn a_hash_with_other_parameters_asks_for_a_rehash() {
-        let old = PasswordHasher::new(1024, 1, 1).unwrap();
-        let hash = old.hash("correct horse".into()).await.unwrap();
-        let new = PasswordHasher::new(2048, 1, 1).unwrap();
-        let verified = new.verify("correct horse".into(), Some(hash));
-        assert_eq!(verified.await.unwrap(), Verified::CorrectNeedsRehash);
-    }
-
-    #[tokio::test]
-    async fn a_hash_of_a_higher_cost_than_configured_still_verifies() {
-        let old = PasswordHasher::new(4096, 1, 2).unwrap();
-        let hash = old.hash("correct horse".into()).await.unwrap();
-        let new = PasswordHasher::new(1024, 1, 1).unwrap();
-        let ok = new.verify("correct horse".into(), Some(hash.clone()));
-        assert_eq!(ok.await.unwrap(), Verified::CorrectNeedsRehash);
-        let wrong = new.verify("battery staple".into(), Some(hash));
-        assert_eq!(wrong.await.unwrap(), Verified::Wrong);
-    }
 
     fn params(m: u32, t: u32, p: u32) -> Params {
         Params::new(m, t, p, None).unwrap()
