@@ -47,7 +47,7 @@ fn token(id: Uuid, session_id: Uuid, now: i64) -> refresh_tokens::ActiveModel {
 
 /// Rotates `previous` into a new token; returns the new token's id.
 async fn rotate(db: &DatabaseConnection, session_id: Uuid, previous: Uuid) -> Result<Uuid, DbErr> {
-    let now = authgate::domain::now_ms();
+    let now = authgate::domain::UnixMillis::now().millis();
     let successor = Uuid::new_v4();
     let txn = db.begin().await?;
     let spent = refresh_tokens::Entity::update_many()
@@ -75,7 +75,7 @@ async fn run() -> Result<(), DbErr> {
 
     let db = Database::connect(authgate::store::connect_options(&url)).await?;
     migration::Migrator::up(&db, None).await?;
-    let now = authgate::domain::now_ms();
+    let now = authgate::domain::UnixMillis::now().millis();
     let (user_id, session_id) = (Uuid::new_v4(), Uuid::new_v4());
     users::Entity::insert(users::ActiveModel {
         id: Set(user_id),

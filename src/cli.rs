@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::config::{Cli, Command, Config, ConfigCommand, KeysCommand};
 use crate::domain::keys::{self, KeyState};
-use crate::domain::{self, normalize_email, now_ms, rfc3339};
+use crate::domain::{self, UnixMillis, normalize_email};
 use crate::store::{Store, StoreError};
 use crate::{api, startup};
 
@@ -79,11 +79,14 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// `--since`: RFC 3339, or an age such as `90s`, `30m`, `12h`, `7d` (Unix ms).
-fn parse_since(text: &str) -> anyhow::Result<i64> {
+/// `--since`: RFC 3339, or an age such as `90s`, `30m`, `12h`, `7d`.
+fn parse_since(text: &str) -> anyhow::Result<UnixMillis> {
     use time::format_description::well_known::Rfc3339;
     if let Ok(at) = time::OffsetDateTime::parse(text, &Rfc3339) {
-        return Ok((at.unix_timestamp_nanos() / 1_000_000) as i64);
+        let millis = at.unix_timestamp_nanos() / 1_000_000;
+        return Ok(UnixMillis::from_millis(
+            i64::try_from(millis).unwrap_or(i64::MIN),
+        ));
     }
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -96,8 +99,8 @@ fn parse_since(text: &str) -> anyhow::Result<i64> {
         "d" => 86_400,
         _ => 0,
     };
-    match number.parse::<i64>() {
-        Ok(n) if seconds > 0 => Ok(now_ms() - n * seconds * 1000),
+    match number.parse::<u64>() {
+        Ok(n) if seconds > 0 => Ok(UnixMillis::now().minus_secs(n.saturating_mul(seconds))),
         _ => anyhow::bail!("--since: {text:?} is neither RFC 3339 nor an age like 12h"),
     }
 }
@@ -113,16 +116,16 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
 /// revocation times (RFC 3339).
 async fn describe_keys(store: &Store) -> Result<String, StoreError> {
     let rows = store.signing_keys().await?;
-    let now = now_ms();
-    let time = |at: Option<i64>| at.map_or_else(|| "-".to_owned(), rfc3339);
+    let now = UnixMillis::now();
+    let time = |at: Option<UnixMillis>| at.map_or_else(|| "-".to_owned(), UnixMillis::rfc3339);
     let mut out = String::from("kid\tstate\tcreated_at\tactivates_at\tretired_at\trevoked_at\n");
     for row in &rows {
         out.push_str(&format!(
             "{}\t{}\t{}\t{}\t{}\t{}\n",
             row.kid,
             KeyState::of(row, now).as_str(),
-            rfc3339(row.created_at),
-            rfc3339(keys::activates_at(row)),
+            row.created_at.rfc3339(),
+            keys::activates_at(row).rfc3339(),
             time(row.retired_at),
             time(row.revoked_at),
         ));
@@ -135,20 +138,20 @@ async fn describe_keys(store: &Store) -> Result<String, StoreError> {
 async fn audit_trail(
     store: &Store,
     email: Option<&str>,
-    since: Option<i64>,
+    since: Option<UnixMillis>,
     limit: u64,
     json: bool,
 ) -> Result<String, StoreError> {
     let user_id = match email {
-        Some(email) => match store.find_user_by_email(&normalize_email(email)).await? {
-            Some(user) => Some(user.id),
+        Some(email) => match store.find_account_by_email(&normalize_email(email)).await? {
+            Some(account) => Some(account.user.id),
             None => return Ok(String::new()),
         },
         None => None,
     };
     let mut out = String::new();
     for event in store.audit_events(user_id, since, limit).await? {
-        let at = rfc3339(event.at);
+        let at = event.at.rfc3339();
         let ids = [event.user_id, event.session_id].map(|id| id.map(|id| id.to_string()));
         let [user_id, session_id] = ids;
         if json {

@@ -16,7 +16,7 @@ use crate::crypto::master::MasterKeys;
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::signing::SigningKey;
 use crate::domain::keys::KeyRing;
-use crate::domain::{AuthService, TokenPolicy, now_ms};
+use crate::domain::{AuthService, TokenPolicy, UnixMillis};
 use crate::metrics::Metrics;
 use crate::server::{self, ConnectionLimits};
 use crate::store::{self, SqliteLocation, Store};
@@ -250,17 +250,16 @@ async fn reload_keys(keys: Arc<KeyRing>, every: Duration) {
 
 /// Sealed successors only serve the reuse grace window; erase them soon after it.
 async fn erase_sealed_successors(store: Store, grace_secs: u64) {
-    let grace_ms = (grace_secs as i64) * 1000;
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first sweep covers everything (left over by a stopped process); later ones
     // only what was spent since, with a margin for slow transactions.
-    let mut since = i64::MIN;
+    let mut since = UnixMillis::MIN;
     loop {
         ticks.tick().await;
-        let cutoff = now_ms() - grace_ms;
+        let cutoff = UnixMillis::now().minus_secs(grace_secs);
         match store.erase_sealed_successors(since, cutoff).await {
-            Ok(_) => since = cutoff - 60_000,
+            Ok(_) => since = cutoff.minus_secs(60),
             Err(err) => tracing::warn!(error = %err, "erasing sealed refresh successors failed"),
         }
     }

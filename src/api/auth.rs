@@ -48,7 +48,7 @@ pub struct UserBody {
 
 impl From<domain::User> for UserBody {
     fn from(user: domain::User) -> Self {
-        let created_at = domain::rfc3339(user.created_at);
+        let created_at = user.created_at.rfc3339();
         Self {
             id: user.id,
             email: user.email,

@@ -4,12 +4,11 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use uuid::Uuid;
 
-use super::{
-    AuthService, Client, LoginError, RegisterError, TokenPair, User, audit, now_ms, secs_to_ms,
-};
+use super::types::{Account, AuditEntry, AuditEvent, Session, UnixMillis, User};
+use super::{AuthService, Client, LoginError, RegisterError, TokenPair};
 use crate::crypto::password::Verified;
 use crate::crypto::refresh;
-use crate::store::{SessionRow, StoreError, UserRow};
+use crate::store::StoreError;
 
 pub const EMAIL_MAX_CHARS: usize = 254;
 pub const PASSWORD_MIN_CHARS: usize = 8;
@@ -27,16 +26,19 @@ impl AuthService {
         let password = normalize_password(&password);
         validate_password(&password).map_err(RegisterError::InvalidPassword)?;
         let password_hash = self.hasher.hash(password).await?;
-        let user = UserRow {
-            id: Uuid::new_v4(),
-            email,
+        let account = Account {
+            user: User {
+                id: Uuid::new_v4(),
+                email,
+                created_at: UnixMillis::now(),
+            },
             password_hash,
-            created_at: now_ms(),
         };
         let actor = client.actor();
-        let audit = audit("register", &actor, Some(user.id), None, user.created_at);
-        match self.store.insert_user(user.clone(), &audit).await {
-            Ok(()) => Ok(user.into()),
+        let audit = AuditEntry::new(AuditEvent::Register, &actor, account.user.created_at)
+            .user(account.user.id);
+        match self.store.insert_user(&account, &audit).await {
+            Ok(()) => Ok(account.user),
             Err(StoreError::Duplicate) => Err(RegisterError::EmailTaken),
             Err(err) => Err(err.into()),
         }
@@ -83,7 +85,7 @@ impl AuthService {
         };
         let checked = self.check_password(&email, &password).await;
         let password = normalize_password(&password);
-        let (user, verified) = match checked {
+        let (account, verified) = match checked {
             Ok(checked) => checked,
             Err(err) => {
                 if reserved
@@ -94,14 +96,14 @@ impl AuthService {
                 return Err(err);
             }
         };
-        let user = match (user, verified) {
-            (Some(user), Verified::Correct | Verified::CorrectNeedsRehash) => user,
-            (user, _) => {
-                let mut failed = audit("login_failed", &actor, user.map(|u| u.id), None, now_ms());
-                failed.detail = failed
-                    .user_id
-                    .is_none()
-                    .then(|| "unknown account".to_owned());
+        let user = match (account, verified) {
+            (Some(account), Verified::Correct | Verified::CorrectNeedsRehash) => account.user,
+            (account, _) => {
+                let failed = AuditEntry::new(AuditEvent::LoginFailed, &actor, UnixMillis::now());
+                let failed = match account {
+                    Some(account) => failed.user(account.user.id),
+                    None => failed.detail("unknown account"),
+                };
                 self.store.record(&failed).await?;
                 return Err(LoginError::InvalidCredentials);
             }
@@ -114,21 +116,23 @@ impl AuthService {
             _ => None,
         };
 
-        let now = now_ms();
-        let session = SessionRow {
+        let now = UnixMillis::now();
+        let session = Session {
             id: Uuid::new_v4(),
             user_id: user.id,
             created_at: now,
-            expires_at: now.saturating_add(secs_to_ms(self.policy.session_ttl_secs)),
+            expires_at: now.plus_secs(self.policy.session_ttl_secs),
             refreshed_at: None,
             revoked_at: None,
         };
         let (refresh_token, hash) = refresh::generate();
         let new_token = self.new_refresh_token(hash, &session, now);
         let refresh_expires_at = new_token.expires_at;
-        let started = audit("login", &actor, Some(user.id), Some(session.id), now);
+        let started = AuditEntry::new(AuditEvent::Login, &actor, now)
+            .user(user.id)
+            .session(session.id);
         self.store
-            .start_session(session.clone(), new_token, upgraded_hash, &started)
+            .start_session(&session, new_token, upgraded_hash, &started)
             .await?;
         Ok(self.token_pair(&session, refresh_token, refresh_expires_at, now)?)
     }
@@ -140,12 +144,14 @@ impl AuthService {
         &self,
         email: &str,
         password: &str,
-    ) -> Result<(Option<UserRow>, Verified), LoginError> {
-        let user = match validate_email(email) {
-            Ok(()) => self.store.find_user_by_email(email).await?,
+    ) -> Result<(Option<Account>, Verified), LoginError> {
+        let account = match validate_email(email) {
+            Ok(()) => self.store.find_account_by_email(email).await?,
             Err(_) => None,
         };
-        let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
+        let stored_hash = account
+            .as_ref()
+            .map(|account| account.password_hash.clone());
         let normalized = normalize_password(password);
         let verified = self
             .hasher
@@ -157,10 +163,10 @@ impl AuthService {
         if verified == Verified::Wrong && normalized != password {
             let legacy = self.hasher.verify(password.to_owned(), stored_hash).await?;
             if legacy != Verified::Wrong {
-                return Ok((user, Verified::CorrectNeedsRehash));
+                return Ok((account, Verified::CorrectNeedsRehash));
             }
         }
-        Ok((user, verified))
+        Ok((account, verified))
     }
 }
 

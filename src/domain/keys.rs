@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use authgate_verify::{JwkSet, Verifier};
 
+use super::types::{Actor, AuditEntry, AuditEvent, StoredSigningKey, UnixMillis};
 use crate::crypto::master::MasterKeys;
 use crate::crypto::signing::{self, KeyError, SigningKey};
-use crate::store::{Actor, Audit, SigningKeyRow, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRingError {
@@ -53,7 +54,7 @@ pub enum KeyState {
 }
 
 impl KeyState {
-    pub fn of(row: &SigningKeyRow, now: i64) -> Self {
+    pub fn of(row: &StoredSigningKey, now: UnixMillis) -> Self {
         if row.revoked_at.is_some() {
             Self::Revoked
         } else if row.retired_at.is_some_and(|retired| retired <= now) {
@@ -75,19 +76,19 @@ impl KeyState {
     }
 }
 
-pub fn activates_at(row: &SigningKeyRow) -> i64 {
+pub fn activates_at(row: &StoredSigningKey) -> UnixMillis {
     row.activates_at.unwrap_or(row.created_at)
 }
 
 /// A key that signs from `activates_at` until `retires_at`.
 struct Candidate {
-    activates_at: i64,
-    retires_at: Option<i64>,
+    activates_at: UnixMillis,
+    retires_at: Option<UnixMillis>,
     key: Arc<SigningKey>,
 }
 
 impl Candidate {
-    fn signs_at(&self, now: i64) -> bool {
+    fn signs_at(&self, now: UnixMillis) -> bool {
         self.activates_at <= now && self.retires_at.is_none_or(|retired| now < retired)
     }
 }
@@ -106,7 +107,7 @@ pub struct KeyRing {
     verifier: Arc<Verifier>,
     /// Retired keys stay published this long: the lifetime of the last token they
     /// signed, plus clock leeway between instances and one reload interval.
-    retired_key_lifetime_ms: i64,
+    retired_key_lifetime: Duration,
     keys: RwLock<Keys>,
 }
 
@@ -124,7 +125,7 @@ impl KeyRing {
         access_ttl_secs: u64,
         reload_interval: Duration,
     ) -> Result<Self, KeyRingError> {
-        let now = super::now_ms();
+        let now = UnixMillis::now();
         if file_key.is_some() {
             store.retire_signing_keys(now).await?;
         }
@@ -137,12 +138,12 @@ impl KeyRing {
                     }
                 }
                 seal_plaintext_keys(&store, master).await?;
-                let may_sign = |row: &SigningKeyRow| {
+                let may_sign = |row: &StoredSigningKey| {
                     row.revoked_at.is_none() && row.retired_at.is_none_or(|retired| retired > now)
                 };
                 if file_key.is_none() && !store.signing_keys().await?.iter().any(may_sign) {
                     let row = new_row(&SigningKey::generate(), master, now, now);
-                    store.add_signing_key(row, None, None).await?;
+                    store.add_signing_key(&row, None, None).await?;
                 }
             }
             // Only with a key file, which has just retired every stored key: their
@@ -156,8 +157,8 @@ impl KeyRing {
             master,
             file_key: file_key.map(Arc::new),
             verifier,
-            retired_key_lifetime_ms: (access_ttl_secs as i64 + 60) * 1000
-                + reload_interval.as_millis() as i64,
+            retired_key_lifetime: Duration::from_secs(access_ttl_secs.saturating_add(60))
+                .saturating_add(reload_interval),
             keys: RwLock::default(),
         };
         ring.reload().await?;
@@ -167,14 +168,14 @@ impl KeyRing {
     /// Rereads the keys from the database.
     pub async fn reload(&self) -> Result<(), KeyRingError> {
         let rows = self.store.signing_keys().await?;
-        let now = super::now_ms();
+        let now = UnixMillis::now();
         let mut jwks: Vec<_> = rows
             .iter()
             .filter(|row| {
                 row.revoked_at.is_none()
                     && row
                         .retired_at
-                        .is_none_or(|retired| retired + self.retired_key_lifetime_ms > now)
+                        .is_none_or(|retired| retired.plus(self.retired_key_lifetime) > now)
             })
             .map(|row| signing::public_jwk(&row.kid, &row.public_key))
             .collect();
@@ -183,7 +184,7 @@ impl KeyRing {
         if let Some(key) = &self.file_key {
             jwks.insert(0, signing::public_jwk(key.kid(), key.public_x()));
             candidates.push(Candidate {
-                activates_at: i64::MIN,
+                activates_at: UnixMillis::MIN,
                 retires_at: None,
                 key: key.clone(),
             });
@@ -233,7 +234,7 @@ impl KeyRing {
 
     /// The key that signs now: the newest whose signing window holds `now`.
     pub fn signer(&self) -> Result<Arc<SigningKey>, KeyError> {
-        let now = super::now_ms();
+        let now = UnixMillis::now();
         self.read()
             .candidates
             .iter()
@@ -254,7 +255,7 @@ pub async fn rotate(
     master: &MasterKeys,
     activation_delay: Duration,
 ) -> Result<String, KeyRingError> {
-    let now = super::now_ms();
+    let now = UnixMillis::now();
     // A new key sealed under another master key than the instances have would leave
     // them nothing to sign with once the current key retires.
     for row in store.signing_keys().await? {
@@ -263,24 +264,13 @@ pub async fn rotate(
         }
     }
     let key = SigningKey::generate();
-    let activation_delay_ms = i64::try_from(activation_delay.as_millis()).unwrap_or(i64::MAX);
-    let activates_at = now.saturating_add(activation_delay_ms);
+    let activates_at = now.plus(activation_delay);
     let actor = cli_actor("authgate keys rotate");
-    let audit = Audit {
-        event: "key_rotated",
-        actor: &actor,
-        user_id: None,
-        session_id: None,
-        detail: Some(format!(
-            "kid {} signs from {}",
-            key.kid(),
-            super::rfc3339(activates_at)
-        )),
-        at: now,
-    };
+    let audit = AuditEntry::new(AuditEvent::KeyRotated, &actor, now)
+        .detail(format!("kid {} signs from {activates_at}", key.kid()));
     let row = new_row(&key, master, now, activates_at);
     store
-        .add_signing_key(row, Some(activates_at), Some(&audit))
+        .add_signing_key(&row, Some(activates_at), Some(&audit))
         .await?;
     Ok(key.kid().to_owned())
 }
@@ -289,7 +279,7 @@ pub async fn rotate(
 /// sign (unless `has_key_file`: then the file's key signs).
 pub async fn revoke(store: &Store, kid: &str, has_key_file: bool) -> Result<(), KeyRingError> {
     let rows = store.signing_keys().await?;
-    let now = super::now_ms();
+    let now = UnixMillis::now();
     if !rows.iter().any(|row| row.kid == kid) {
         return Err(KeyRingError::UnknownKey(kid.to_owned()));
     }
@@ -302,14 +292,7 @@ pub async fn revoke(store: &Store, kid: &str, has_key_file: bool) -> Result<(), 
         return Err(KeyRingError::LastSigner(kid.to_owned()));
     }
     let actor = cli_actor("authgate keys revoke");
-    let audit = Audit {
-        event: "key_revoked",
-        actor: &actor,
-        user_id: None,
-        session_id: None,
-        detail: Some(format!("kid {kid}")),
-        at: now,
-    };
+    let audit = AuditEntry::new(AuditEvent::KeyRevoked, &actor, now).detail(format!("kid {kid}"));
     if !store.revoke_signing_key(kid, &audit).await? {
         return Err(KeyRingError::AlreadyRevoked(kid.to_owned()));
     }
@@ -357,7 +340,7 @@ async fn seal_plaintext_keys(store: &Store, master: &MasterKeys) -> Result<(), K
     Ok(())
 }
 
-fn open_pem(master: &MasterKeys, row: &SigningKeyRow) -> Result<String, KeyRingError> {
+fn open_pem(master: &MasterKeys, row: &StoredSigningKey) -> Result<String, KeyRingError> {
     row.sealed_private_key
         .as_deref()
         .and_then(|sealed| master.open(sealed, &row.kid))
@@ -367,7 +350,7 @@ fn open_pem(master: &MasterKeys, row: &SigningKeyRow) -> Result<String, KeyRingE
         })
 }
 
-fn open_key(master: &MasterKeys, row: &SigningKeyRow) -> Result<SigningKey, KeyRingError> {
+fn open_key(master: &MasterKeys, row: &StoredSigningKey) -> Result<SigningKey, KeyRingError> {
     let key =
         SigningKey::from_pem(&open_pem(master, row)?).map_err(|source| KeyRingError::Key {
             kid: row.kid.clone(),
@@ -382,8 +365,13 @@ fn open_key(master: &MasterKeys, row: &SigningKeyRow) -> Result<SigningKey, KeyR
     Ok(key)
 }
 
-fn new_row(key: &SigningKey, master: &MasterKeys, now: i64, activates_at: i64) -> SigningKeyRow {
-    SigningKeyRow {
+fn new_row(
+    key: &SigningKey,
+    master: &MasterKeys,
+    now: UnixMillis,
+    activates_at: UnixMillis,
+) -> StoredSigningKey {
+    StoredSigningKey {
         kid: key.kid().to_owned(),
         private_key_pem: String::new(),
         public_key: key.public_x().to_owned(),

@@ -5,10 +5,10 @@
 pub mod accounts;
 pub mod keys;
 pub mod sessions;
+pub mod types;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use authgate_verify::{AccessClaims, Audience, Verifier, VerifyError};
 use uuid::Uuid;
@@ -17,11 +17,13 @@ use crate::crypto::password::{PasswordError, PasswordHasher};
 use crate::crypto::refresh;
 use crate::crypto::signing::KeyError;
 use crate::metrics::Metrics;
-use crate::store::{Actor, Audit, NewRefreshToken, SessionRow, Store, StoreError, UserRow};
+use crate::store::{Store, StoreError};
 use crate::throttle::{RetryAfter, Throttle};
 use keys::KeyRing;
 
 pub use accounts::{normalize_email, normalize_password};
+use types::NewRefreshToken;
+pub use types::{Actor, Session, UnixMillis, User};
 
 /// A failure of the server, not of the request: logged in full, answered with an
 /// opaque 500.
@@ -133,23 +135,6 @@ impl Client {
     }
 }
 
-pub(crate) fn audit<'a>(
-    event: &'static str,
-    actor: &'a Actor,
-    user_id: Option<Uuid>,
-    session_id: Option<Uuid>,
-    at: i64,
-) -> Audit<'a> {
-    Audit {
-        event,
-        actor,
-        user_id,
-        session_id,
-        detail: None,
-        at,
-    }
-}
-
 /// Token lifetimes and identities, from the configuration.
 #[derive(Debug, Clone)]
 pub struct TokenPolicy {
@@ -159,24 +144,6 @@ pub struct TokenPolicy {
     pub refresh_ttl_secs: u64,
     pub session_ttl_secs: u64,
     pub reuse_grace_secs: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub id: Uuid,
-    pub email: String,
-    /// Unix milliseconds.
-    pub created_at: i64,
-}
-
-impl From<UserRow> for User {
-    fn from(row: UserRow) -> Self {
-        Self {
-            id: row.id,
-            email: row.email,
-            created_at: row.created_at,
-        }
-    }
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -231,27 +198,30 @@ impl AuthService {
     pub(crate) fn new_refresh_token(
         &self,
         hash: refresh::TokenHash,
-        session: &SessionRow,
-        now: i64,
+        session: &Session,
+        now: UnixMillis,
     ) -> NewRefreshToken {
         NewRefreshToken {
             id: Uuid::new_v4(),
             hash: hash.to_vec(),
             expires_at: now
-                .saturating_add(secs_to_ms(self.policy.refresh_ttl_secs))
+                .plus_secs(self.policy.refresh_ttl_secs)
                 .min(session.expires_at),
         }
     }
 
     pub(crate) fn token_pair(
         &self,
-        session: &SessionRow,
+        session: &Session,
         refresh_token: String,
-        refresh_expires_at: i64,
-        now: i64,
+        refresh_expires_at: UnixMillis,
+        now: UnixMillis,
     ) -> Result<TokenPair, KeyError> {
-        let now_secs = now / 1000;
-        let exp = (now_secs + self.policy.access_ttl_secs as i64).min(session.expires_at / 1000);
+        let now_secs = now.secs();
+        let exp = now
+            .plus_secs(self.policy.access_ttl_secs)
+            .min(session.expires_at)
+            .secs();
         let claims = AccessClaims {
             iss: self.policy.issuer.clone(),
             sub: session.user_id,
@@ -268,7 +238,7 @@ impl AuthService {
             access_token,
             expires_in: (exp - now_secs).max(0) as u64,
             refresh_token,
-            refresh_expires_in: ((refresh_expires_at - now) / 1000).max(0) as u64,
+            refresh_expires_in: now.secs_until(refresh_expires_at),
         })
     }
 }
@@ -282,14 +252,16 @@ pub const CLEANUP_BATCH: u64 = 1000;
 pub async fn cleanup(store: &Store, audit_retention_days: u64) -> Result<u64, StoreError> {
     let mut total = 0;
     for _ in 0..1000 {
-        let deleted = store.delete_expired(now_ms(), CLEANUP_BATCH).await?;
+        let deleted = store
+            .delete_expired(UnixMillis::now(), CLEANUP_BATCH)
+            .await?;
         total += deleted;
         if deleted < CLEANUP_BATCH {
             break;
         }
     }
     if audit_retention_days > 0 {
-        let cutoff = now_ms().saturating_sub(secs_to_ms(audit_retention_days * 86_400));
+        let cutoff = UnixMillis::now().minus_secs(audit_retention_days.saturating_mul(86_400));
         for _ in 0..1000 {
             let deleted = store.delete_audit_before(cutoff, CLEANUP_BATCH).await?;
             total += deleted;
@@ -299,25 +271,4 @@ pub async fn cleanup(store: &Store, audit_retention_days: u64) -> Result<u64, St
         }
     }
     Ok(total)
-}
-
-/// Unix milliseconds as RFC 3339 (UTC).
-pub fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|at| {
-            at.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-pub(crate) fn secs_to_ms(secs: u64) -> i64 {
-    (secs as i64).saturating_mul(1000)
 }

@@ -3,13 +3,13 @@
 
 use uuid::Uuid;
 
+use super::types::{AuditEntry, AuditEvent, RefreshToken, Rotated, UnixMillis};
 use super::{
-    AuthService, AuthenticateError, Authenticated, Client, Fault, RefreshError, TokenPair, audit,
-    now_ms, secs_to_ms,
+    AuthService, AuthenticateError, Authenticated, Client, Fault, RefreshError, TokenPair,
 };
 use crate::crypto::refresh;
 use crate::metrics::RefreshOutcome;
-use crate::store::{RefreshTokenRow, Rotation};
+use crate::store::Rotation;
 
 impl AuthService {
     /// Rotates a refresh token; see CONTRACT.md "Sessions and refresh rotation".
@@ -20,7 +20,7 @@ impl AuthService {
     ) -> Result<TokenPair, RefreshError> {
         let hash = refresh::hash(presented);
         let actor = client.actor();
-        let now = now_ms();
+        let now = UnixMillis::now();
         let (successor, successor_hash) = refresh::generate();
         // The successor is kept (sealed) only when a grace window can return it.
         let sealed_successor =
@@ -29,15 +29,19 @@ impl AuthService {
             presented_hash: &hash,
             successor_id: Uuid::new_v4(),
             successor_hash: &successor_hash,
-            successor_ttl_ms: secs_to_ms(self.policy.refresh_ttl_secs),
+            successor_ttl: std::time::Duration::from_secs(self.policy.refresh_ttl_secs),
             sealed_successor,
             actor: &actor,
             at: now,
         };
         // The common case first, in one round trip: an unspent token of a live session.
-        if let Some((session, expires_at)) = self.store.rotate(&rotation).await? {
+        if let Some(Rotated {
+            session,
+            successor_expires_at,
+        }) = self.store.rotate(&rotation).await?
+        {
             self.metrics.refresh(RefreshOutcome::Rotated);
-            return Ok(self.token_pair(&session, successor, expires_at, now)?);
+            return Ok(self.token_pair(&session, successor, successor_expires_at, now)?);
         }
 
         // Nothing was spent: find out why.
@@ -50,7 +54,7 @@ impl AuthService {
             .find_refresh_token(&hash)
             .await?
             .ok_or_else(reject)?;
-        if row.spent_at.is_none() || session.revoked_at.is_some() || session.expires_at <= now {
+        if row.spent_at.is_none() || !session.is_live_at(now) {
             // Unspent yet not rotated: the token or its session has expired or ended.
             return Err(reject());
         }
@@ -65,13 +69,9 @@ impl AuthService {
         }
         // Reuse outside the grace window: assume theft and end the whole session.
         self.metrics.refresh(RefreshOutcome::ReuseDetected);
-        let theft = audit(
-            "reuse_detected",
-            &actor,
-            Some(session.user_id),
-            Some(session.id),
-            now,
-        );
+        let theft = AuditEntry::new(AuditEvent::ReuseDetected, &actor, now)
+            .user(session.user_id)
+            .session(session.id);
         if self.store.revoke_session(session.id, &theft).await? {
             self.metrics.revoked("reuse_detected", 1);
             tracing::warn!(session_id = %session.id, user_id = %session.user_id,
@@ -85,10 +85,10 @@ impl AuthService {
     async fn successor_in_grace(
         &self,
         presented: &str,
-        row: &RefreshTokenRow,
-        now: i64,
-    ) -> Result<Option<(String, i64)>, RefreshError> {
-        let grace_ms = secs_to_ms(self.policy.reuse_grace_secs);
+        row: &RefreshToken,
+        now: UnixMillis,
+    ) -> Result<Option<(String, UnixMillis)>, RefreshError> {
+        let grace = self.policy.reuse_grace_secs;
         let (Some(spent_at), Some(successor_id), Some(sealed)) = (
             row.spent_at,
             row.successor_id,
@@ -96,7 +96,7 @@ impl AuthService {
         ) else {
             return Ok(None);
         };
-        if grace_ms == 0 || now > spent_at.saturating_add(grace_ms) {
+        if grace == 0 || now > spent_at.plus_secs(grace) {
             return Ok(None);
         }
         let Some(successor_row) = self.store.find_refresh_token_by_id(successor_id).await? else {
@@ -123,13 +123,9 @@ impl AuthService {
                 .store
                 .revoke_session(
                     session.id,
-                    &audit(
-                        "revoke",
-                        &actor,
-                        Some(session.user_id),
-                        Some(session.id),
-                        now_ms(),
-                    ),
+                    &AuditEntry::new(AuditEvent::Revoke, &actor, UnixMillis::now())
+                        .user(session.user_id)
+                        .session(session.id),
                 )
                 .await?
         {
@@ -144,7 +140,7 @@ impl AuthService {
             .store
             .revoke_user_sessions(
                 user_id,
-                &audit("logout_all", &actor, Some(user_id), None, now_ms()),
+                &AuditEntry::new(AuditEvent::LogoutAll, &actor, UnixMillis::now()).user(user_id),
             )
             .await?;
         self.metrics.revoked("logout_all", ended);
@@ -156,12 +152,9 @@ impl AuthService {
         let claims = self.verifier.verify_cached(bearer)?;
         let user = self
             .store
-            .live_session_user(claims.sid, claims.sub, now_ms())
+            .live_session_user(claims.sid, claims.sub, UnixMillis::now())
             .await?
             .ok_or(AuthenticateError::SessionEnded)?;
-        Ok(Authenticated {
-            user: user.into(),
-            claims,
-        })
+        Ok(Authenticated { user, claims })
     }
 }

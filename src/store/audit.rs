@@ -6,11 +6,12 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entities::audit_events;
-use super::{Actor, Audit, AuditRow, Result, Store};
+use super::{Result, Store};
+use crate::domain::types::{Actor, AuditEntry, AuditRecord, UnixMillis};
 
 impl Store {
     /// Records an event that changes nothing else (a failed login).
-    pub async fn record(&self, audit: &Audit<'_>) -> Result<()> {
+    pub async fn record(&self, audit: &AuditEntry<'_>) -> Result<()> {
         let work = self.begin().await?;
         Ok(work.commit(Some(audit)).await?)
     }
@@ -19,9 +20,9 @@ impl Store {
     pub async fn audit_events(
         &self,
         user_id: Option<Uuid>,
-        since: Option<i64>,
+        since: Option<UnixMillis>,
         limit: u64,
-    ) -> Result<Vec<AuditRow>> {
+    ) -> Result<Vec<AuditRecord>> {
         let mut query = audit_events::Entity::find()
             .order_by_asc(audit_events::Column::At)
             .limit(limit);
@@ -31,11 +32,24 @@ impl Store {
         if let Some(since) = since {
             query = query.filter(audit_events::Column::At.gte(since));
         }
-        Ok(query.all(&self.db).await?)
+        Ok(query
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|row| AuditRecord {
+                at: UnixMillis::from_millis(row.at),
+                event: row.event,
+                user_id: row.user_id,
+                session_id: row.session_id,
+                client_ip: row.client_ip,
+                user_agent: row.user_agent,
+                detail: row.detail,
+            })
+            .collect())
     }
 
     /// Deletes up to `batch` audit events recorded before `cutoff`.
-    pub async fn delete_audit_before(&self, cutoff: i64, batch: u64) -> Result<u64> {
+    pub async fn delete_audit_before(&self, cutoff: UnixMillis, batch: u64) -> Result<u64> {
         let work = self.begin().await?;
         use sea_orm::sea_query::Query;
         let old = Query::select()
@@ -70,12 +84,12 @@ pub(super) fn recorded_user_agent(actor: &Actor) -> Option<String> {
 
 pub(super) async fn insert_audit(
     db: &impl sea_orm::ConnectionTrait,
-    audit: &Audit<'_>,
+    audit: &AuditEntry<'_>,
 ) -> Result<(), DbErr> {
     audit_events::Entity::insert(audit_events::ActiveModel {
         id: Set(Uuid::new_v4()),
-        at: Set(audit.at),
-        event: Set(audit.event.to_owned()),
+        at: Set(audit.at.millis()),
+        event: Set(audit.event.as_str().to_owned()),
         user_id: Set(audit.user_id),
         session_id: Set(audit.session_id),
         client_ip: Set(recorded_ip(audit.actor)),

@@ -5,11 +5,16 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::entities::{refresh_tokens, sessions};
 use super::{Result, Store};
+use crate::domain::types::UnixMillis;
 
 impl Store {
     /// Erases sealed successors of tokens spent in `[since, cutoff)`; the range keeps
     /// each periodic sweep to the few rows spent since the previous one.
-    pub async fn erase_sealed_successors(&self, since: i64, cutoff: i64) -> Result<u64> {
+    pub async fn erase_sealed_successors(
+        &self,
+        since: UnixMillis,
+        cutoff: UnixMillis,
+    ) -> Result<u64> {
         let work = self.begin().await?;
         let erased = refresh_tokens::Entity::update_many()
             .col_expr(
@@ -28,7 +33,7 @@ impl Store {
     /// Deletes up to `batch` ended sessions (revoked, or past their end; their refresh
     /// tokens go by cascade) and up to `batch` refresh tokens past their idle expiry.
     /// Each is one statement, so instances running it at once just share the work.
-    pub async fn delete_expired(&self, now: i64, batch: u64) -> Result<u64> {
+    pub async fn delete_expired(&self, now: UnixMillis, batch: u64) -> Result<u64> {
         let work = self.begin().await?;
         use sea_orm::sea_query::{Cond, Query};
         let ended = Query::select()

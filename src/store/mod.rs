@@ -6,33 +6,34 @@
 
 mod audit;
 mod batch;
+/// The tables, public for tests that inspect rows; nothing outside the store uses them.
+#[doc(hidden)]
 pub mod entities;
 mod keys;
 mod maintenance;
+mod rotation;
 mod sessions;
 mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use batch::Batcher;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqlErr,
     TransactionTrait,
 };
-use uuid::Uuid;
 
-use batch::Batcher;
+use crate::domain::types::{AuditEntry, UnixMillis, User};
+use entities::refresh_tokens::Model as RefreshTokenRow;
+use entities::sessions::Model as SessionRow;
+use entities::signing_keys::Model as SigningKeyRow;
+use entities::users::Model as UserRow;
+pub use rotation::Rotation;
 
-pub use entities::audit_events::Model as AuditRow;
-
-pub use entities::refresh_tokens::Model as RefreshTokenRow;
-pub use entities::sessions::Model as SessionRow;
-pub use entities::signing_keys::Model as SigningKeyRow;
-pub use entities::users::Model as UserRow;
-pub use sessions::{NewRefreshToken, Rotated, Rotation};
-
-use sessions::{RotationBatcher, SessionUserQuery, live_session_users, rotate_on_sqlite};
+use rotation::{RotationBatcher, rotate_on_sqlite};
+use sessions::{SessionUserQuery, live_session_users};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -53,22 +54,14 @@ impl From<DbErr> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Who did something, as the audit trail records it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Actor {
-    pub client_ip: Option<String>,
-    pub user_agent: Option<String>,
+impl From<UnixMillis> for sea_orm::Value {
+    fn from(at: UnixMillis) -> Self {
+        at.millis().into()
+    }
 }
 
-/// A security event to record.
-#[derive(Debug, Clone)]
-pub struct Audit<'a> {
-    pub event: &'static str,
-    pub actor: &'a Actor,
-    pub user_id: Option<Uuid>,
-    pub session_id: Option<Uuid>,
-    pub detail: Option<String>,
-    pub at: i64,
+fn millis(at: Option<i64>) -> Option<UnixMillis> {
+    at.map(UnixMillis::from_millis)
 }
 
 /// The pool authgate uses. SQLite gets WAL with `synchronous=FULL`, so a committed
@@ -142,7 +135,7 @@ fn create_private_sqlite_file(url: &str) -> std::io::Result<()> {
 pub struct Store {
     db: DatabaseConnection,
     /// Concurrent [`Store::live_session_user`] lookups, answered by one query per batch.
-    session_users: Arc<Batcher<SessionUserQuery, Option<UserRow>>>,
+    session_users: Arc<Batcher<SessionUserQuery, Option<User>>>,
     /// SQLite takes one writer at a time; queueing writers here, in order, avoids its
     /// busy-wait back-off (which gave refresh a p99 of ~900 ms under load).
     sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
@@ -234,7 +227,7 @@ impl UnitOfWork<'_> {
         &self.txn
     }
 
-    async fn commit(self, audit: Option<&Audit<'_>>) -> Result<(), DbErr> {
+    async fn commit(self, audit: Option<&AuditEntry<'_>>) -> Result<(), DbErr> {
         if let Some(audit) = audit {
             audit::insert_audit(&self.txn, audit).await?;
         }

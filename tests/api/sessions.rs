@@ -299,7 +299,8 @@ async fn a_refresh_racing_logout_all_never_outlives_it() {
 #[tokio::test]
 async fn a_rotation_that_comes_after_a_committed_revoke_changes_nothing() {
     use authgate::crypto::refresh;
-    use authgate::store::{Actor, Rotation, Store};
+    use authgate::domain::{Actor, UnixMillis};
+    use authgate::store::{Rotation, Store};
 
     let app = spawn_app().await;
     let (_, pair) = app.signed_in_user().await;
@@ -311,10 +312,10 @@ async fn a_rotation_that_comes_after_a_committed_revoke_changes_nothing() {
         presented_hash: &presented_hash,
         successor_id: uuid::Uuid::new_v4(),
         successor_hash: &successor_hash,
-        successor_ttl_ms: 60_000,
+        successor_ttl: Duration::from_secs(60),
         sealed_successor: None,
         actor: &Actor::default(),
-        at: authgate::domain::now_ms(),
+        at: UnixMillis::now(),
     };
 
     // The revoke commits just before the rotation's statement runs.

@@ -1,0 +1,199 @@
+//! Refresh rotation, the hot path: one statement on PostgreSQL, and on SQLite a batch of
+//! statements per rotation with concurrent rotations committed together.
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement,
+    TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::audit::{recorded_ip, recorded_user_agent};
+use super::batch::Batcher;
+use super::{Result, SessionRow, Store};
+use crate::domain::types::{Actor, Rotated, UnixMillis};
+
+/// A refresh to carry out: spend the token whose hash was presented and store its
+/// successor.
+#[derive(Debug, Clone)]
+pub struct Rotation<'a> {
+    pub presented_hash: &'a [u8],
+    pub successor_id: Uuid,
+    pub successor_hash: &'a [u8],
+    /// Idle lifetime of the successor; the session's end caps it.
+    pub successor_ttl: std::time::Duration,
+    /// The successor sealed under the presented token, for the reuse grace window.
+    pub sealed_successor: Option<Vec<u8>>,
+    pub actor: &'a Actor,
+    pub at: UnixMillis,
+}
+
+/// A rotation on SQLite, as a batch of statements the connection's worker thread runs in
+/// one go (several rotations' batches at once, see [`rotate_on_sqlite`]). Each statement
+/// after the first finds the rows through the successor's fresh id, so it changes
+/// nothing unless the first one spent the token.
+const ROTATE_SQLITE: &str = "
+UPDATE refresh_tokens SET spent_at = ?1, successor_id = ?3, sealed_successor = ?5
+ WHERE token_hash = ?2 AND spent_at IS NULL AND expires_at > ?1
+   AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = refresh_tokens.session_id
+                  AND s.revoked_at IS NULL AND s.expires_at > ?1);
+INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
+SELECT ?3, s.id, ?4, ?1, MIN(?1 + ?6, s.expires_at)
+  FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+ WHERE t.token_hash = ?2 AND t.successor_id = ?3;
+UPDATE sessions SET refreshed_at = ?1
+ WHERE id = (SELECT session_id FROM refresh_tokens WHERE id = ?3);
+INSERT INTO audit_events (id, at, event, user_id, session_id, client_ip, user_agent)
+SELECT ?7, ?1, 'refresh', s.user_id, s.id, ?8, ?9
+  FROM refresh_tokens n JOIN sessions s ON s.id = n.session_id WHERE n.id = ?3;
+SELECT s.*, n.id AS successor_id, n.expires_at AS successor_expires_at
+  FROM refresh_tokens n JOIN sessions s ON s.id = n.session_id WHERE n.id = ?3;
+";
+
+/// SQLite rotations waiting to be committed together, by successor id.
+pub(super) type RotationBatcher = Batcher<(Uuid, RotationValues), Option<Rotated>>;
+
+/// The parameters of [`ROTATE_SQLITE`] and [`ROTATE_POSTGRES`], `?1`/`$1` first.
+type RotationValues = [sea_orm::Value; 9];
+
+/// A rotation on PostgreSQL: one statement, so one round trip and its own transaction.
+/// Concurrent requests presenting the same token queue on its row; the later ones find
+/// it spent and change nothing.
+const ROTATE_POSTGRES: &str = "
+WITH spent AS (
+    UPDATE refresh_tokens t SET spent_at = $1, successor_id = $3, sealed_successor = $5
+      FROM sessions s
+     WHERE t.token_hash = $2 AND t.spent_at IS NULL AND t.expires_at > $1
+       AND s.id = t.session_id AND s.revoked_at IS NULL AND s.expires_at > $1
+    RETURNING s.id, s.user_id, s.created_at, s.expires_at, s.revoked_at
+), successor AS (
+    INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
+    SELECT $3, id, $4, $1, LEAST($1 + $6, expires_at) FROM spent
+    RETURNING expires_at
+), touched AS (
+    UPDATE sessions SET refreshed_at = $1 WHERE id = (SELECT id FROM spent)
+    RETURNING refreshed_at
+), audit AS (
+    INSERT INTO audit_events (id, at, event, user_id, session_id, client_ip, user_agent)
+    SELECT $7, $1, 'refresh', user_id, id, $8, $9 FROM spent
+)
+SELECT spent.*, touched.refreshed_at, successor.expires_at AS successor_expires_at
+  FROM spent, successor, touched
+";
+
+impl Store {
+    /// Spends the presented token if it is unspent and unexpired and its session is live,
+    /// stores the successor and records the refresh, in one transaction. Returns the
+    /// session and the successor's expiry, or `None` when nothing changed (unknown,
+    /// expired or spent token, or ended session).
+    pub async fn rotate(&self, rotation: &Rotation<'_>) -> Result<Option<Rotated>> {
+        let values: RotationValues = [
+            rotation.at.into(),
+            rotation.presented_hash.to_vec().into(),
+            rotation.successor_id.into(),
+            rotation.successor_hash.to_vec().into(),
+            rotation.sealed_successor.clone().into(),
+            i64::try_from(rotation.successor_ttl.as_millis())
+                .unwrap_or(i64::MAX)
+                .into(),
+            Uuid::new_v4().into(),
+            recorded_ip(rotation.actor).into(),
+            recorded_user_agent(rotation.actor).into(),
+        ];
+        if let Some(sqlite_rotations) = &self.sqlite_rotations {
+            return Ok(sqlite_rotations
+                .submit((rotation.successor_id, values))
+                .await?);
+        }
+        let statement =
+            Statement::from_sql_and_values(DbBackend::Postgres, ROTATE_POSTGRES, values);
+        match self.db.query_one_raw(statement).await? {
+            Some(row) => Ok(Some(rotated(&row)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn rotated(row: &sea_orm::QueryResult) -> Result<Rotated, DbErr> {
+    Ok(Rotated {
+        session: SessionRow::from_query_result(row, "")?.into(),
+        successor_expires_at: UnixMillis::from_millis(row.try_get("", "successor_expires_at")?),
+    })
+}
+
+/// Rotations on SQLite, keyed by successor id, all in one transaction: one round trip to
+/// the connection's thread and one fsync for the whole batch, the group commit that lets
+/// refresh outrun a transaction per request.
+pub(super) async fn rotate_on_sqlite(
+    db: &DatabaseConnection,
+    writer: &tokio::sync::Mutex<()>,
+    batch: Vec<(Uuid, RotationValues)>,
+) -> Result<Vec<Option<Rotated>>, DbErr> {
+    let (mut sql, mut values) = (String::new(), Vec::new());
+    for (_, numbered) in &batch {
+        let (plain, in_order) = positional(ROTATE_SQLITE, numbered);
+        sql.push_str(&plain);
+        values.extend(in_order);
+    }
+    let successors: Vec<Uuid> = batch.iter().map(|(successor, _)| *successor).collect();
+    let statement = Statement::from_sql_and_values(DbBackend::Sqlite, sql, values);
+    let rows = {
+        let _writer = writer.lock().await;
+        let txn = db.begin().await?;
+        let rows = txn.query_all_raw(statement).await?;
+        txn.commit().await?;
+        rows
+    };
+    let mut rotations = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        rotations.insert(row.try_get::<Uuid>("", "successor_id")?, rotated(row)?);
+    }
+    Ok(successors
+        .iter()
+        .map(|successor| rotations.remove(successor))
+        .collect())
+}
+
+/// `sql` with every numbered parameter `?N` turned into a plain `?`, and the values in
+/// the order the plain parameters take them. sqlx binds a multi-statement SQLite query
+/// with one running count across statements, which skips numbered parameters that come
+/// after a gap (a statement using `?3` but not `?2`); plain parameters have no gaps.
+fn positional(sql: &str, numbered: &[sea_orm::Value]) -> (String, Vec<sea_orm::Value>) {
+    let mut plain = String::with_capacity(sql.len());
+    let mut values = Vec::new();
+    let mut rest = sql;
+    while let Some(at) = rest.find('?') {
+        plain.push_str(&rest[..=at]);
+        let digits = rest[at + 1..]
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
+        let number: usize = rest[at + 1..at + 1 + digits].parse().unwrap_or_default();
+        values.extend(number.checked_sub(1).and_then(|i| numbered.get(i)).cloned());
+        rest = &rest[at + 1 + digits..];
+    }
+    plain.push_str(rest);
+    (plain, values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_parameters_become_plain_ones_taking_values_in_order() {
+        let numbered: Vec<sea_orm::Value> = (1..=12i64).map(Into::into).collect();
+        let (sql, values) = positional("UPDATE t SET a = ?1 WHERE b = ?12 AND c = ?1;", &numbered);
+        assert_eq!(sql, "UPDATE t SET a = ? WHERE b = ? AND c = ?;");
+        assert_eq!(values, [1i64.into(), 12i64.into(), 1i64.into()]);
+        let (sql, values) = positional(ROTATE_SQLITE, &numbered[..9]);
+        assert_eq!(sql.matches('?').count(), values.len());
+        assert!(!sql.contains("?1"));
+    }
+
+    #[test]
+    fn both_rotation_statements_record_the_refresh_event() {
+        use crate::domain::types::AuditEvent;
+        let recorded = format!("'{}'", AuditEvent::Refresh.as_str());
+        assert!(ROTATE_SQLITE.contains(&recorded) && ROTATE_POSTGRES.contains(&recorded));
+    }
+}
