@@ -27,7 +27,13 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if cli.config.log_format == LogFormat::Json {
-        logs.json().flatten_event(true).init();
+        // The request span's fields (`request_id`, `route`) go under `span`; the list
+        // keeps them in reach once a request has spans of its own beneath that one.
+        logs.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .init();
     } else {
         logs.with_ansi(std::io::stderr().is_terminal()).init();
     }

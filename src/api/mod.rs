@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod health;
 pub mod problem;
+pub mod routes;
 mod strict;
 pub mod wellknown;
 
@@ -12,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::http::{Method, header};
-use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 use poem_openapi::OpenApiService;
+use tracing::Instrument;
 
 use crate::domain::keys::KeyRing;
 use crate::domain::{AuthService, Client};
@@ -21,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::throttle::Throttle;
 use problem::ProblemType;
+use routes::{LabelledRoute, RouteLabels};
 
 /// Bodies larger than this get 413, whether or not they declare a `Content-Length`.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -70,12 +73,15 @@ pub fn app(state: State) -> impl Endpoint<Output = Response> {
     let trust_forwarded_for = state.trust_forwarded_for;
     let metrics = state.metrics;
     let observed = metrics.clone();
-    Route::new()
-        .nest("/", api)
+    let (route, labels) = LabelledRoute::new()
+        .operations(api)
         .nest("/docs", swagger_ui)
         .at("/openapi.json", spec_json)
         .at("/openapi.yaml", spec_yaml)
         .at("/metrics", poem::get(render_metrics))
+        .into_parts();
+    let labels = Arc::new(labels);
+    route
         .data(metrics)
         .data(state.service)
         .data(state.keys)
@@ -89,36 +95,9 @@ pub fn app(state: State) -> impl Endpoint<Output = Response> {
         .catch_all_error(problem::catch_all)
         .around(move |next, req| {
             let metrics = observed.clone();
-            async move { observe(next, req, &metrics).await }
+            let labels = labels.clone();
+            async move { observe(next, req, &metrics, &labels).await }
         })
-}
-
-/// The routes we serve, as metric labels; anything else is one label, so scanners
-/// cannot blow up the metric's cardinality.
-fn route_label(path: &str) -> &'static str {
-    const ROUTES: &[&str] = &[
-        "/v1/auth/register",
-        "/v1/auth/login",
-        "/v1/auth/refresh",
-        "/v1/auth/revoke",
-        "/v1/auth/logout-all",
-        "/v1/auth/me",
-        "/.well-known/jwks.json",
-        "/.well-known/openid-configuration",
-        "/health/live",
-        "/health/ready",
-        "/metrics",
-        "/openapi.json",
-        "/openapi.yaml",
-    ];
-    if path == "/docs" || path.starts_with("/docs/") {
-        return "/docs";
-    }
-    ROUTES
-        .iter()
-        .find(|route| **route == path)
-        .copied()
-        .unwrap_or("unmatched")
 }
 
 /// The method as a metric label or log field: one of a fixed set, since any token is a
@@ -137,11 +116,13 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// One log line and one metric sample per request, under a request id taken from
-/// `X-Request-Id` (when it is short and printable) or made, and returned.
+/// `X-Request-Id` (when it is short and printable) or made, and returned. The request is
+/// handled inside a span holding the id, so every line logged on its behalf carries it.
 async fn observe<E: Endpoint>(
     next: Arc<E>,
     req: Request,
     metrics: &Metrics,
+    labels: &RouteLabels,
 ) -> poem::Result<Response> {
     let started = std::time::Instant::now();
     let request_id = req
@@ -151,8 +132,23 @@ async fn observe<E: Endpoint>(
         .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     let method = method_label(req.method());
-    let route = route_label(req.uri().path());
-    let mut response = next.call(req).await.map(IntoResponse::into_response)?;
+    let route = labels.label(req.uri().path());
+    // At ERROR level so that the span is enabled whenever any event inside it is: at
+    // `AUTHGATE_LOG=warn` an INFO span would be filtered out and a warning would lose
+    // its request id.
+    let span = tracing::span!(
+        target: "authgate::http",
+        tracing::Level::ERROR,
+        "request",
+        request_id = %request_id,
+        method,
+        route,
+    );
+    let mut response = next
+        .call(req)
+        .instrument(span)
+        .await
+        .map(IntoResponse::into_response)?;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     metrics.observe_request(route, method, status, elapsed.as_secs_f64());
