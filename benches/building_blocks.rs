@@ -3,6 +3,8 @@
 //!
 //! cargo bench --bench building_blocks
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark set-up")]
+
 use std::hint::black_box;
 
 use authgate::crypto::password::PasswordHasher;

@@ -7,6 +7,12 @@
 //!
 //! `CEILING_LISTEN=127.0.0.1:8090 CEILING_KEY_FILE=key.pem cargo run --release --example ceiling`
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a measuring tool: a failure should stop it loudly"
+)]
+
 use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};

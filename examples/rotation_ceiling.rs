@@ -13,6 +13,12 @@
 //! `ROTATION_DATABASE_URL=sqlite://ceiling.db?mode=rwc ROTATION_SECONDS=10 \
 //!    cargo run --release --example rotation_ceiling`
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a measuring tool: a failure should stop it loudly"
+)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,12 @@
 //! Integration tests: each test spawns the real application on a random port against
 //! its own fresh database (SQLite, or PostgreSQL with `TEST_DATABASE_URL`).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers: a failed step should fail the test"
+)]
+
 mod abuse;
 mod accounts;
 mod audit;

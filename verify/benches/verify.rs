@@ -3,6 +3,8 @@
 //!
 //! cargo bench -p authgate-verify --bench verify
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark set-up")]
+
 use authgate_verify::{AccessClaims, JwkSet, Verifier};
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};

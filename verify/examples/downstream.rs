@@ -8,6 +8,12 @@
 //! `authgate`), listens on `DOWNSTREAM_LISTEN` (default `127.0.0.1:8081`), and serves
 //! `GET /hello` → `{sub, sid}` for a valid access token, with Swagger UI at `/docs`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "start-up of an example service: a failure should stop it"
+)]
+
 use std::sync::Arc;
 
 use authgate_verify::Verifier;

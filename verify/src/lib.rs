@@ -5,7 +5,7 @@
 //! URL or the issuer's discovery document; never a key or URL named by the token:
 //! `jku`, `x5u`, `jwk` and `x5c` are ignored; remote ones over `https://` unless the
 //! host is loopback), an explicit algorithm allow-list, `typ`,
-//! `iss`, `aud`, `exp` and `nbf` with leeway. The [`poem`](crate::poem) module turns it
+//! `iss`, `aud`, `exp` and `nbf` with leeway. The [`poem`] module turns it
 //! into extractors that answer 401/403 `application/problem+json` with RFC 6750
 //! `WWW-Authenticate` challenges. No database or password-hashing code is compiled.
 #![doc = include_str!("../README.md")]

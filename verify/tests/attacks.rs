@@ -1,5 +1,11 @@
 //! The attack corpus against a verifier holding the issuer's real key.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers: a failed step should fail the test"
+)]
+
 mod support;
 
 use authgate_verify::{Claims, JwkSet, Verifier, VerifyError};

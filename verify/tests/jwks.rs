@@ -1,5 +1,11 @@
 //! Remote keys against a local mock JWKS server that counts its fetches.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers: a failed step should fail the test"
+)]
+
 mod support;
 
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};

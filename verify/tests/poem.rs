@@ -1,6 +1,12 @@
 //! The poem and poem-openapi extractors: status codes, problem bodies and RFC 6750
 //! challenges, typed and custom claims, scopes, and the security scheme in the spec.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers: a failed step should fail the test"
+)]
+
 mod support;
 
 use std::sync::Arc;

@@ -2,6 +2,12 @@
 //! the default build, the 64 KiB response cap, same-origin redirects only, discovered
 //! `jwks_uri`s on the issuer's origin only, and an allow-list mixing key families.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers: a failed step should fail the test"
+)]
+
 mod support;
 
 use std::collections::HashMap;
