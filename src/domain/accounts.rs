@@ -5,10 +5,41 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use uuid::Uuid;
 
 use super::types::{Account, AuditEntry, AuditEvent, Session, UnixMillis, User};
-use super::{AuthService, Client, LoginError, RegisterError, TokenPair};
+use super::{AuthService, Client, Fault, TokenPair};
 use crate::crypto::password::Verified;
 use crate::crypto::refresh;
 use crate::store::StoreError;
+use crate::throttle::RetryAfter;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("invalid email: {0}")]
+    InvalidEmail(&'static str),
+    #[error("invalid password: {0}")]
+    InvalidPassword(&'static str),
+    #[error("email is already registered")]
+    EmailTaken,
+    #[error("the server is busy hashing passwords; retry shortly")]
+    Overloaded,
+    #[error(transparent)]
+    Fault(Fault),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown account and wrong password alike.
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error("too many failed logins for this account from this address")]
+    Throttled(RetryAfter),
+    #[error("the server is busy hashing passwords; retry shortly")]
+    Overloaded,
+    #[error(transparent)]
+    Fault(Fault),
+}
+
+faults_convert!(RegisterError, LoginError);
+hashing_converts!(RegisterError, LoginError);
 
 pub const EMAIL_MAX_CHARS: usize = 254;
 pub const PASSWORD_MIN_CHARS: usize = 8;

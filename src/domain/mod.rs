@@ -2,6 +2,39 @@
 //! (refresh, revoke, logout, Bearer authentication) and [`keys`] (the signing key ring).
 //! Knows nothing of HTTP.
 
+/// Each use case returns its own error enum, declared beside it and holding only what
+/// can go wrong in it (plus `Fault`), so the HTTP layer's match over it is exhaustive
+/// and checked by the compiler. Store and key failures convert into its `Fault`.
+macro_rules! faults_convert {
+    ($($error:ident),* $(,)?) => {$(
+        impl From<$crate::store::StoreError> for $error {
+            fn from(err: $crate::store::StoreError) -> Self {
+                Self::Fault($crate::domain::Fault::Store(err))
+            }
+        }
+        impl From<$crate::crypto::signing::KeyError> for $error {
+            fn from(err: $crate::crypto::signing::KeyError) -> Self {
+                Self::Fault($crate::domain::Fault::Key(err))
+            }
+        }
+    )*};
+}
+
+/// Password hashing is shed under load (`Overloaded`); any other hashing failure is a
+/// fault.
+macro_rules! hashing_converts {
+    ($($error:ident),* $(,)?) => {$(
+        impl From<$crate::crypto::password::PasswordError> for $error {
+            fn from(err: $crate::crypto::password::PasswordError) -> Self {
+                match err {
+                    $crate::crypto::password::PasswordError::Overloaded => Self::Overloaded,
+                    other => Self::Fault($crate::domain::Fault::Password(other)),
+                }
+            }
+        }
+    )*};
+}
+
 pub mod accounts;
 pub mod keys;
 pub mod sessions;
@@ -10,7 +43,7 @@ pub mod types;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use authgate_verify::{AccessClaims, Audience, Verifier, VerifyError};
+use authgate_verify::{AccessClaims, Audience, Verifier};
 use uuid::Uuid;
 
 use crate::crypto::password::{PasswordError, PasswordHasher};
@@ -18,10 +51,11 @@ use crate::crypto::refresh;
 use crate::crypto::signing::KeyError;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
-use crate::throttle::{RetryAfter, Throttle};
+use crate::throttle::Throttle;
 use keys::KeyRing;
 
-pub use accounts::{normalize_email, normalize_password};
+pub use accounts::{LoginError, RegisterError, normalize_email, normalize_password};
+pub use sessions::{AuthenticateError, RefreshError};
 use types::NewRefreshToken;
 pub use types::{Actor, Session, UnixMillis, User};
 
@@ -35,87 +69,6 @@ pub enum Fault {
     Password(PasswordError),
     #[error(transparent)]
     Key(#[from] KeyError),
-}
-
-/// Each use case returns its own error enum, holding only what can go wrong in it, so
-/// the HTTP layer's match over it is exhaustive and checked by the compiler.
-macro_rules! faults_convert {
-    ($($error:ident),* $(,)?) => {$(
-        impl From<StoreError> for $error {
-            fn from(err: StoreError) -> Self {
-                Self::Fault(Fault::Store(err))
-            }
-        }
-        impl From<KeyError> for $error {
-            fn from(err: KeyError) -> Self {
-                Self::Fault(Fault::Key(err))
-            }
-        }
-    )*};
-}
-
-/// Password hashing is shed under load (`Overloaded`); any other hashing failure is a
-/// fault.
-macro_rules! hashing_converts {
-    ($($error:ident),* $(,)?) => {$(
-        impl From<PasswordError> for $error {
-            fn from(err: PasswordError) -> Self {
-                match err {
-                    PasswordError::Overloaded => Self::Overloaded,
-                    other => Self::Fault(Fault::Password(other)),
-                }
-            }
-        }
-    )*};
-}
-
-faults_convert!(RegisterError, LoginError, RefreshError, AuthenticateError);
-hashing_converts!(RegisterError, LoginError);
-
-#[derive(Debug, thiserror::Error)]
-pub enum RegisterError {
-    #[error("invalid email: {0}")]
-    InvalidEmail(&'static str),
-    #[error("invalid password: {0}")]
-    InvalidPassword(&'static str),
-    #[error("email is already registered")]
-    EmailTaken,
-    #[error("the server is busy hashing passwords; retry shortly")]
-    Overloaded,
-    #[error(transparent)]
-    Fault(Fault),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum LoginError {
-    /// Unknown account and wrong password alike.
-    #[error("wrong email or password")]
-    InvalidCredentials,
-    #[error("too many failed logins for this account from this address")]
-    Throttled(RetryAfter),
-    #[error("the server is busy hashing passwords; retry shortly")]
-    Overloaded,
-    #[error(transparent)]
-    Fault(Fault),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RefreshError {
-    #[error("refresh token is unknown, expired, spent or revoked")]
-    InvalidRefreshToken,
-    #[error(transparent)]
-    Fault(Fault),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AuthenticateError {
-    /// Why is for the logs, not for whoever presented the token.
-    #[error("access token rejected: {0}")]
-    Rejected(#[from] VerifyError),
-    #[error("the session of this access token has ended")]
-    SessionEnded,
-    #[error(transparent)]
-    Fault(Fault),
 }
 
 /// Who is calling: the client address (for throttling and the audit trail) and its

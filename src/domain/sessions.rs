@@ -4,12 +4,32 @@
 use uuid::Uuid;
 
 use super::types::{AuditEntry, AuditEvent, RefreshToken, Rotated, UnixMillis};
-use super::{
-    AuthService, AuthenticateError, Authenticated, Client, Fault, RefreshError, TokenPair,
-};
+use super::{AuthService, Authenticated, Client, Fault, TokenPair};
 use crate::crypto::refresh;
 use crate::metrics::RefreshOutcome;
 use crate::store::Rotation;
+use authgate_verify::VerifyError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("refresh token is unknown, expired, spent or revoked")]
+    InvalidRefreshToken,
+    #[error(transparent)]
+    Fault(Fault),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthenticateError {
+    /// Why is for the logs, not for whoever presented the token.
+    #[error("access token rejected: {0}")]
+    Rejected(#[from] VerifyError),
+    #[error("the session of this access token has ended")]
+    SessionEnded,
+    #[error(transparent)]
+    Fault(Fault),
+}
+
+faults_convert!(RefreshError, AuthenticateError);
 
 impl AuthService {
     /// Rotates a refresh token; see CONTRACT.md "Sessions and refresh rotation".
