@@ -73,7 +73,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             command: ConfigCommand::Check,
         } => {
             config.validate().map_err(|e| anyhow::anyhow!(e))?;
-            print!("{config:?}");
+            // As the TOML file would hold it; secrets print themselves redacted.
+            print!("{}", toml::to_string(&config)?);
             Ok(())
         }
     }

@@ -11,7 +11,7 @@ use authgate_verify::Verifier;
 use tokio::net::TcpListener;
 
 use crate::api;
-use crate::config::{Config, redact_url};
+use crate::config::{Config, SecretUrl};
 use crate::crypto::master::MasterKeys;
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::signing::SigningKey;
@@ -93,7 +93,7 @@ impl Application {
         };
         let throttle = Arc::new(
             Throttle::new(
-                config.redis_url.as_deref(),
+                config.redis_url.as_ref().map(SecretUrl::expose),
                 config.rate_limit_per_ip,
                 config.login_max_failures,
                 Duration::from_secs(config.login_failure_window),
@@ -199,7 +199,7 @@ pub fn master_keys(config: &Config) -> anyhow::Result<Option<MasterKeys>> {
             .map(Some)
             .map_err(|e| anyhow!("AUTHGATE_MASTER_KEY_FILE: {e}"));
     }
-    match store::sqlite_location(&config.database_url) {
+    match store::sqlite_location(config.database_url.expose()) {
         Some(SqliteLocation::File(path)) => {
             let mut key_path = path.into_os_string();
             key_path.push(".key");
@@ -221,13 +221,10 @@ pub fn required_master_keys(config: &Config) -> anyhow::Result<MasterKeys> {
     })
 }
 
-pub async fn connect(database_url: &str) -> anyhow::Result<Store> {
-    Store::connect(database_url).await.with_context(|| {
-        format!(
-            "AUTHGATE_DATABASE_URL: cannot connect to {}",
-            redact_url(database_url)
-        )
-    })
+pub async fn connect(database_url: &SecretUrl) -> anyhow::Result<Store> {
+    Store::connect(database_url.expose())
+        .await
+        .with_context(|| format!("AUTHGATE_DATABASE_URL: cannot connect to {database_url}"))
 }
 
 fn load_key_file(path: &std::path::Path) -> anyhow::Result<SigningKey> {

@@ -14,7 +14,7 @@ use clap::{ArgAction, Args, Parser};
 
 pub use commands::{Command, ConfigCommand, KeysCommand};
 pub use file::ConfigError;
-pub use redact::redact_url;
+pub use redact::SecretUrl;
 
 #[derive(Debug, Parser)]
 #[command(name = "authgate", version, about = "JWT authentication service")]
@@ -34,9 +34,9 @@ pub struct Cli {
     pub config: Config,
 }
 
-/// `Debug` and `config check` print every setting (derived, so a new one cannot be left
-/// out) as the TOML file would hold it, with the secrets of URLs redacted.
-#[derive(Clone, Args, serde::Serialize)]
+/// `config check` prints every setting as the TOML file would hold it (derived, so a new
+/// one cannot be left out); secrets are types that hide themselves ([`SecretUrl`]).
+#[derive(Debug, Clone, Args, serde::Serialize)]
 pub struct Config {
     /// Address to bind.
     #[arg(
@@ -54,8 +54,7 @@ pub struct Config {
         value_name = "AUTHGATE_DATABASE_URL",
         default_value = "sqlite://authgate.db?mode=rwc"
     )]
-    #[serde(serialize_with = "redact::redacted")]
-    pub database_url: String,
+    pub database_url: SecretUrl,
 
     /// `iss` of issued tokens; OpenID discovery is served for it.
     #[arg(
@@ -173,8 +172,7 @@ pub struct Config {
 
     /// Redis URL for throttling and rate-limit state shared by several instances.
     #[arg(long, env = "AUTHGATE_REDIS_URL", value_name = "AUTHGATE_REDIS_URL")]
-    #[serde(serialize_with = "redact::redacted_option")]
-    pub redis_url: Option<String>,
+    pub redis_url: Option<SecretUrl>,
 
     /// PKCS#8 PEM Ed25519 private key; unset: a key is generated and kept in the database.
     #[arg(

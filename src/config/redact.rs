@@ -1,13 +1,54 @@
-//! Printing the configuration without its secrets: `Debug` (and `config check`) write
-//! it as TOML, with the passwords of URLs hidden.
+//! Secrets in the configuration: a URL that may hold a password is a [`SecretUrl`],
+//! whose `Debug`, `Display` and serialization hide it, so neither `Debug` of the config
+//! nor `config check` can print one, whatever new setting holds it.
 
 use std::fmt;
 
-use super::Config;
+/// A URL that may hold a password (database, Redis, SMTP). Every way of printing it
+/// hides its secrets; [`SecretUrl::expose`] is the one way to the real text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// The URL with its secrets, for connecting; never for printing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl From<&str> for SecretUrl {
+    fn from(url: &str) -> Self {
+        Self(url.to_owned())
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&redact_url(&self.0), f)
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+impl serde::Serialize for SecretUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&redact_url(&self.0))
+    }
+}
 
 /// Hides the secrets of a URL: the password of `postgres://user:secret@host/db` (an
 /// `@` inside it included) and the values of `password=`-like query parameters.
-pub fn redact_url(url: &str) -> String {
+fn redact_url(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (Some(scheme), rest),
         None => (None, url),
@@ -55,40 +96,27 @@ fn is_secret_parameter(key: &str) -> bool {
     .any(|secret| key == *secret || key.ends_with(&format!("_{secret}")))
 }
 
-pub(super) fn redacted<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&redact_url(url))
-}
-
-pub(super) fn redacted_option<S: serde::Serializer>(
-    url: &Option<String>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match url {
-        Some(url) => redacted(url, serializer),
-        None => serializer.serialize_none(),
-    }
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match toml::to_string(self) {
-            Ok(text) => f.write_str(&text),
-            Err(err) => write!(f, "Config {{ unprintable: {err} }}"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn debug_output_hides_database_passwords() {
-        let mut config = Config::from_env().unwrap();
+        let mut config = super::super::Config::from_env().unwrap();
         config.database_url = "postgres://app:hunter2@db:5432/auth".into();
-        let printed = format!("{config:?}");
-        assert!(!printed.contains("hunter2"), "{printed}");
-        assert!(printed.contains("postgres://app:***@db:5432/auth"));
+        config.redis_url = Some("redis://:hunter2@cache:6379/0".into());
+        for printed in [
+            format!("{config:?}"),
+            format!("{config:#?}"),
+            toml::to_string(&config).unwrap(),
+        ] {
+            assert!(!printed.contains("hunter2"), "{printed}");
+            assert!(printed.contains("postgres://app:***@db:5432/auth"));
+        }
+        assert_eq!(
+            config.database_url.expose(),
+            "postgres://app:hunter2@db:5432/auth"
+        );
     }
 
     #[test]

@@ -297,7 +297,7 @@ async fn two_instances_sharing_redis_enforce_one_limit() {
     let redis_url =
         std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let first = spawn_app_with(|config| {
-        config.redis_url = Some(redis_url.clone());
+        config.redis_url = Some(redis_url.clone().into());
         config.rate_limit_per_ip = 4;
         config.login_max_failures = 2;
         config.trust_forwarded_for = true;
@@ -415,7 +415,7 @@ async fn concurrent_wrong_passwords_on_two_instances_sharing_redis_share_one_lim
     let redis_url =
         std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let first = spawn_app_with(|config| {
-        config.redis_url = Some(redis_url.clone());
+        config.redis_url = Some(redis_url.clone().into());
         config.login_max_failures = 5;
         config.trust_forwarded_for = true;
     })

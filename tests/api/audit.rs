@@ -87,7 +87,7 @@ async fn the_audit_trail_records_each_security_event_with_its_client() {
 
     let output = Command::new(env!("CARGO_BIN_EXE_authgate"))
         .args(["audit", "--user", &email.to_uppercase(), "--since", "1h"])
-        .env("AUTHGATE_DATABASE_URL", &app.config.database_url)
+        .env("AUTHGATE_DATABASE_URL", app.config.database_url.expose())
         .env("AUTHGATE_LOG", "error")
         .output()
         .unwrap();
@@ -139,7 +139,7 @@ async fn the_audit_trail_prints_one_line_per_event_whatever_the_client_sent() {
         let output = Command::new(env!("CARGO_BIN_EXE_authgate"))
             .args(["audit", "--user", &email])
             .args(extra)
-            .env("AUTHGATE_DATABASE_URL", &app.config.database_url)
+            .env("AUTHGATE_DATABASE_URL", app.config.database_url.expose())
             .env("AUTHGATE_LOG", "error")
             .output()
             .unwrap();

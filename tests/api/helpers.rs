@@ -54,7 +54,7 @@ pub async fn fresh_database_url() -> String {
 pub fn test_config(database_url: String) -> Config {
     let mut config = Config::from_env().expect("default configuration");
     config.listen = "127.0.0.1:0".parse().unwrap();
-    config.database_url = database_url;
+    config.database_url = database_url.into();
     config.issuer = "http://authgate.test".into();
     config.audience = "authgate".into();
     config.access_ttl = 900;
@@ -76,6 +76,7 @@ pub fn test_config(database_url: String) -> Config {
     // PostgreSQL needs a master key file; SQLite makes one beside the database.
     config.master_key_file = config
         .database_url
+        .expose()
         .starts_with("postgres")
         .then(new_master_key_file);
     config
@@ -138,7 +139,9 @@ impl TestApp {
     }
 
     pub async fn db(&self) -> DatabaseConnection {
-        Database::connect(&self.config.database_url).await.unwrap()
+        Database::connect(self.config.database_url.expose())
+            .await
+            .unwrap()
     }
 
     /// The `authgate` binary with this app's database and master key file.
@@ -146,7 +149,7 @@ impl TestApp {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"));
         command
             .args(args)
-            .env("AUTHGATE_DATABASE_URL", &self.config.database_url)
+            .env("AUTHGATE_DATABASE_URL", self.config.database_url.expose())
             .env("AUTHGATE_LOG", "error");
         if let Some(path) = &self.config.master_key_file {
             command.env("AUTHGATE_MASTER_KEY_FILE", path);

@@ -377,7 +377,7 @@ async fn rewrap_moves_every_key_to_a_new_first_master_key() {
     let old_file = match &app.config.master_key_file {
         Some(path) => path.clone(),
         None => {
-            let mut path = authgate::store::sqlite_location(&app.config.database_url)
+            let mut path = authgate::store::sqlite_location(app.config.database_url.expose())
                 .map(|location| match location {
                     authgate::store::SqliteLocation::File(path) => path.into_os_string(),
                     authgate::store::SqliteLocation::Memory => unreachable!(),
@@ -413,7 +413,7 @@ async fn sqlite_files_and_the_generated_master_key_are_private() {
 
     let app = spawn_app().await;
     let Some(authgate::store::SqliteLocation::File(path)) =
-        authgate::store::sqlite_location(&app.config.database_url)
+        authgate::store::sqlite_location(app.config.database_url.expose())
     else {
         return; // PostgreSQL: no files of ours
     };

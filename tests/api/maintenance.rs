@@ -23,7 +23,7 @@ async fn cleanup_deletes_ended_sessions_and_their_tokens_but_not_live_ones() {
 
     let output = Command::new(env!("CARGO_BIN_EXE_authgate"))
         .arg("cleanup")
-        .env("AUTHGATE_DATABASE_URL", &app.config.database_url)
+        .env("AUTHGATE_DATABASE_URL", app.config.database_url.expose())
         .env("AUTHGATE_LOG", "error")
         .output()
         .unwrap();
@@ -78,7 +78,7 @@ async fn cleanup_removes_audit_events_older_than_the_retention() {
     let cleanup = |retention: &str| {
         let output = Command::new(env!("CARGO_BIN_EXE_authgate"))
             .arg("cleanup")
-            .env("AUTHGATE_DATABASE_URL", &app.config.database_url)
+            .env("AUTHGATE_DATABASE_URL", app.config.database_url.expose())
             .env("AUTHGATE_AUDIT_RETENTION", retention)
             .env("AUTHGATE_LOG", "error")
             .output()

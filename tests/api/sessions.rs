@@ -305,7 +305,9 @@ async fn a_rotation_that_comes_after_a_committed_revoke_changes_nothing() {
     let app = spawn_app().await;
     let (_, pair) = app.signed_in_user().await;
     let token = str_field(&pair, "refresh_token");
-    let store = Store::connect(&app.config.database_url).await.unwrap();
+    let store = Store::connect(app.config.database_url.expose())
+        .await
+        .unwrap();
     let presented_hash = refresh::hash(&token);
     let (_, successor_hash) = refresh::generate();
     let rotation = Rotation {
