@@ -102,15 +102,15 @@ impl Application {
             .context("AUTHGATE_REDIS_URL: cannot connect")?,
         );
         let metrics = Arc::new(Metrics::new());
-        let service = Arc::new(AuthService::new(
-            store.clone(),
+        let service = Arc::new(AuthService {
+            store: store.clone(),
             hasher,
-            keys.clone(),
+            keys: keys.clone(),
             verifier,
-            throttle.clone(),
-            metrics.clone(),
+            throttle: throttle.clone(),
+            metrics: metrics.clone(),
             policy,
-        ));
+        });
 
         let listener = TcpListener::bind(config.listen)
             .await

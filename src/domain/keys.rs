@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use authgate_verify::{JwkSet, Verifier};
 
-use super::types::{Actor, AuditEntry, AuditEvent, StoredSigningKey, UnixMillis};
+use super::types::{Actor, AuditEntry, AuditEvent, Secret, StoredSigningKey, UnixMillis};
 use crate::crypto::master::MasterKeys;
 use crate::crypto::signing::{self, KeyError, SigningKey};
 use crate::store::{Store, StoreError};
@@ -373,11 +373,11 @@ fn new_row(
 ) -> StoredSigningKey {
     StoredSigningKey {
         kid: key.kid().to_owned(),
-        private_key_pem: String::new(),
+        private_key_pem: Secret::default(),
         public_key: key.public_x().to_owned(),
         created_at: now,
         retired_at: None,
-        sealed_private_key: Some(master.seal(key.private_pem().as_bytes(), key.kid())),
+        sealed_private_key: Some(Secret(master.seal(key.private_pem().as_bytes(), key.kid()))),
         activates_at: Some(activates_at),
         revoked_at: None,
     }

@@ -114,37 +114,18 @@ pub struct Authenticated {
     pub claims: AccessClaims,
 }
 
+/// The use cases and what they run on; built once at start-up.
 pub struct AuthService {
-    store: Store,
-    hasher: PasswordHasher,
-    keys: Arc<KeyRing>,
-    verifier: Arc<Verifier>,
-    throttle: Arc<Throttle>,
-    metrics: Arc<Metrics>,
-    policy: TokenPolicy,
+    pub(crate) store: Store,
+    pub(crate) hasher: PasswordHasher,
+    pub(crate) keys: Arc<KeyRing>,
+    pub(crate) verifier: Arc<Verifier>,
+    pub(crate) throttle: Arc<Throttle>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) policy: TokenPolicy,
 }
 
 impl AuthService {
-    pub fn new(
-        store: Store,
-        hasher: PasswordHasher,
-        keys: Arc<KeyRing>,
-        verifier: Arc<Verifier>,
-        throttle: Arc<Throttle>,
-        metrics: Arc<Metrics>,
-        policy: TokenPolicy,
-    ) -> Self {
-        Self {
-            store,
-            hasher,
-            keys,
-            verifier,
-            throttle,
-            metrics,
-            policy,
-        }
-    }
-
     pub fn hasher(&self) -> &PasswordHasher {
         &self.hasher
     }

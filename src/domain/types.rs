@@ -138,31 +138,37 @@ pub struct Rotated {
     pub successor_expires_at: UnixMillis,
 }
 
+/// Key material that `Debug` never prints.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret<T>(pub T);
+
+impl<T> std::ops::Deref for Secret<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// A signing key as stored: the public half, the private half sealed (or, in a
 /// database from before sealing, in plain text) and its lifecycle times.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSigningKey {
     pub kid: String,
     /// Empty once sealed.
-    pub private_key_pem: String,
+    pub private_key_pem: Secret<String>,
     pub public_key: String,
-    pub sealed_private_key: Option<String>,
+    pub sealed_private_key: Option<Secret<String>>,
     pub created_at: UnixMillis,
     pub activates_at: Option<UnixMillis>,
     pub retired_at: Option<UnixMillis>,
     pub revoked_at: Option<UnixMillis>,
-}
-
-impl fmt::Debug for StoredSigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoredSigningKey")
-            .field("kid", &self.kid)
-            .field("created_at", &self.created_at)
-            .field("activates_at", &self.activates_at)
-            .field("retired_at", &self.retired_at)
-            .field("revoked_at", &self.revoked_at)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Who did something, as the audit trail records it.

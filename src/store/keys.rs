@@ -7,7 +7,7 @@ use sea_orm::ActiveValue::Set;
 
 use super::entities::signing_keys;
 use super::{Result, SigningKeyRow, Store, millis};
-use crate::domain::types::{AuditEntry, StoredSigningKey, UnixMillis};
+use crate::domain::types::{AuditEntry, Secret, StoredSigningKey, UnixMillis};
 
 impl Store {
     /// Signing keys, newest first.
@@ -34,11 +34,11 @@ impl Store {
         let kid = key.kid.clone();
         signing_keys::Entity::insert(signing_keys::ActiveModel {
             kid: Set(key.kid.clone()),
-            private_key_pem: Set(key.private_key_pem.clone()),
+            private_key_pem: Set(key.private_key_pem.0.clone()),
             public_key: Set(key.public_key.clone()),
             created_at: Set(key.created_at.millis()),
             retired_at: Set(key.retired_at.map(UnixMillis::millis)),
-            sealed_private_key: Set(key.sealed_private_key.clone()),
+            sealed_private_key: Set(key.sealed_private_key.clone().map(|sealed| sealed.0)),
             activates_at: Set(key.activates_at.map(UnixMillis::millis)),
             revoked_at: Set(key.revoked_at.map(UnixMillis::millis)),
         })
@@ -132,9 +132,9 @@ impl From<SigningKeyRow> for StoredSigningKey {
     fn from(row: SigningKeyRow) -> Self {
         Self {
             kid: row.kid,
-            private_key_pem: row.private_key_pem,
+            private_key_pem: Secret(row.private_key_pem),
             public_key: row.public_key,
-            sealed_private_key: row.sealed_private_key,
+            sealed_private_key: row.sealed_private_key.map(Secret),
             created_at: UnixMillis::from_millis(row.created_at),
             activates_at: millis(row.activates_at),
             retired_at: millis(row.retired_at),

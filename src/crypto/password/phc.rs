@@ -192,42 +192,20 @@ mod tests {
     fn the_argon2_crates_hashes_verify_here() {
         let configured = params(1024, 2, 1);
         let mut memory = Memory::new();
+        use Algorithm::{Argon2d, Argon2i, Argon2id};
+        use Verified::{Correct, CorrectNeedsRehash as Rehash};
+        let (v13, v10) = (Version::V0x13, Version::V0x10);
         let cases = [
+            (Argon2id, v13, params(1024, 2, 1), Correct),
+            (Argon2id, v13, params(512, 1, 2), Rehash),
+            (Argon2id, v13, params(3000, 3, 3), Rehash),
+            (Argon2i, v13, params(1024, 2, 1), Rehash),
+            (Argon2d, v10, params(1024, 2, 1), Rehash),
             (
-                Algorithm::Argon2id,
-                Version::V0x13,
-                params(1024, 2, 1),
-                Verified::Correct,
-            ),
-            (
-                Algorithm::Argon2id,
-                Version::V0x13,
-                params(512, 1, 2),
-                Verified::CorrectNeedsRehash,
-            ),
-            (
-                Algorithm::Argon2id,
-                Version::V0x13,
-                params(3000, 3, 3),
-                Verified::CorrectNeedsRehash,
-            ),
-            (
-                Algorithm::Argon2i,
-                Version::V0x13,
-                params(1024, 2, 1),
-                Verified::CorrectNeedsRehash,
-            ),
-            (
-                Algorithm::Argon2d,
-                Version::V0x10,
-                params(1024, 2, 1),
-                Verified::CorrectNeedsRehash,
-            ),
-            (
-                Algorithm::Argon2id,
-                Version::V0x13,
+                Argon2id,
+                v13,
                 Params::new(1024, 2, 1, Some(64)).unwrap(),
-                Verified::Correct,
+                Correct,
             ),
         ];
         for (algorithm, version, params, expected) in cases {
