@@ -98,6 +98,8 @@ async fn run() -> Result<(), DbErr> {
         expires_at: Set(now + 86_400_000),
         refreshed_at: Set(None),
         revoked_at: Set(None),
+        client_ip: Set(None),
+        user_agent: Set(None),
     })
     .exec_without_returning(&db)
     .await?;

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_create_schema;
 mod m20261202_000001_signing_key_lifecycle;
+mod m20261202_000002_session_client;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261127_000001_create_schema::Migration),
             Box::new(m20261202_000001_signing_key_lifecycle::Migration),
+            Box::new(m20261202_000002_session_client::Migration),
         ]
     }
 }

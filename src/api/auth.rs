@@ -15,7 +15,7 @@ use crate::domain::{
 };
 
 #[derive(Tags)]
-enum ApiTags {
+pub(super) enum ApiTags {
     /// Accounts, sessions and tokens.
     Auth,
 }
@@ -85,7 +85,7 @@ impl From<domain::TokenPair> for TokenPairBody {
     }
 }
 
-const NO_STORE: &str = "no-store";
+pub(super) const NO_STORE: &str = "no-store";
 
 #[derive(ApiResponse)]
 pub enum RegisterResponse {
@@ -246,7 +246,7 @@ pub enum MeResponse {
 /// An access token from login or refresh, whose session is still live.
 #[derive(SecurityScheme)]
 #[oai(ty = "bearer", bearer_format = "JWT", checker = "authenticate")]
-pub struct BearerAuth(Authenticated);
+pub struct BearerAuth(pub(super) Authenticated);
 
 async fn authenticate(req: &poem::Request, bearer: Bearer) -> poem::Result<Authenticated> {
     let service = req

@@ -1,10 +1,12 @@
 //! HTTP: the poem-openapi operations, Swagger UI, the spec, and the edges every request
 //! passes (body limit, problem+json for every failure).
 
+pub mod account;
 pub mod auth;
 pub mod health;
 pub mod problem;
 pub mod routes;
+pub mod sessions;
 mod strict;
 pub mod wellknown;
 
@@ -32,12 +34,24 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// No request is worked on longer than this (503 past it).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-type Apis = (auth::AuthApi, wellknown::WellKnownApi, health::HealthApi);
+type Apis = (
+    auth::AuthApi,
+    account::AccountApi,
+    sessions::SessionsApi,
+    wellknown::WellKnownApi,
+    health::HealthApi,
+);
 
 /// The OpenAPI service; constructible without state so the spec can be printed offline.
 pub fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (auth::AuthApi, wellknown::WellKnownApi, health::HealthApi),
+        (
+            auth::AuthApi,
+            account::AccountApi,
+            sessions::SessionsApi,
+            wellknown::WellKnownApi,
+            health::HealthApi,
+        ),
         "authgate",
         env!("CARGO_PKG_VERSION"),
     )

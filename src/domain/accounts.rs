@@ -4,9 +4,9 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use uuid::Uuid;
 
+use super::credentials::PasswordCheck;
 use super::types::{Account, AuditEntry, AuditEvent, Session, UnixMillis, User};
 use super::{AuthService, Client, Fault, TokenPair};
-use crate::crypto::password::Verified;
 use crate::crypto::refresh;
 use crate::store::StoreError;
 use crate::throttle::RetryAfter;
@@ -40,6 +40,7 @@ pub enum LoginError {
 
 faults_convert!(RegisterError, LoginError);
 hashing_converts!(RegisterError, LoginError);
+password_check_converts!(LoginError);
 
 pub const EMAIL_MAX_CHARS: usize = 254;
 pub const PASSWORD_MIN_CHARS: usize = 8;
@@ -103,48 +104,21 @@ impl AuthService {
     ) -> Result<TokenPair, LoginError> {
         let email = normalize_email(email);
         let actor = client.actor();
-        // The check is reserved before any hashing, so concurrent guesses cannot all slip
-        // past the limit while the first ones are still being hashed.
-        let reserved = match self.throttle.reserve_login_attempt(&email, client.ip).await {
-            Ok(Ok(())) => true,
-            Ok(Err(retry)) => return Err(LoginError::Throttled(retry)),
-            // Availability over strictness: the per-IP rate limit still applies.
-            Err(err) => {
-                tracing::error!(error = %err, "login throttle unavailable; not enforced");
-                false
-            }
-        };
-        let checked = self.check_password(&email, &password).await;
-        let password = normalize_password(&password);
-        let (account, verified) = match checked {
-            Ok(checked) => checked,
-            Err(err) => {
-                if reserved
-                    && let Err(err) = self.throttle.release_login_attempt(&email, client.ip).await
-                {
-                    tracing::error!(error = %err, "cannot release a login attempt");
-                }
-                return Err(err);
-            }
-        };
-        let user = match (account, verified) {
-            (Some(account), Verified::Correct | Verified::CorrectNeedsRehash) => account.user,
-            (account, _) => {
-                let failed = AuditEntry::new(AuditEvent::LoginFailed, &actor, UnixMillis::now());
-                let failed = match account {
-                    Some(account) => failed.user(account.user.id),
-                    None => failed.detail("unknown account"),
+        let (user, upgraded_hash) = match self
+            .check_password_throttled(&email, &password, client)
+            .await?
+        {
+            PasswordCheck::Right {
+                account,
+                needs_rehash,
+            } => {
+                let upgraded_hash = match needs_rehash {
+                    true => Some(self.hasher.hash(normalize_password(&password)).await?),
+                    false => None,
                 };
-                self.store.record(&failed).await?;
-                return Err(LoginError::InvalidCredentials);
+                (account.user, upgraded_hash)
             }
-        };
-        if let Err(err) = self.throttle.clear_login_failures(&email, client.ip).await {
-            tracing::error!(error = %err, "cannot clear failed logins");
-        }
-        let upgraded_hash = match verified {
-            Verified::CorrectNeedsRehash => Some(self.hasher.hash(password).await?),
-            _ => None,
+            PasswordCheck::Wrong => return Err(LoginError::InvalidCredentials),
         };
 
         let now = UnixMillis::now();
@@ -155,6 +129,7 @@ impl AuthService {
             expires_at: now.plus_secs(self.policy.session_ttl_secs),
             refreshed_at: None,
             revoked_at: None,
+            client: actor.clone(),
         };
         let (refresh_token, hash) = refresh::generate();
         let new_token = self.new_refresh_token(hash, &session, now);
@@ -166,38 +141,6 @@ impl AuthService {
             .start_session(&session, new_token, upgraded_hash, &started)
             .await?;
         Ok(self.token_pair(&session, refresh_token, refresh_expires_at, now)?)
-    }
-
-    /// The account of `email` and whether `password` (NFKC-normalized here) is its
-    /// password. An email that could never have registered is not looked up (PostgreSQL
-    /// refuses NUL bytes, for one), but still costs one hash, like an unknown account.
-    async fn check_password(
-        &self,
-        email: &str,
-        password: &str,
-    ) -> Result<(Option<Account>, Verified), LoginError> {
-        let account = match validate_email(email) {
-            Ok(()) => self.store.find_account_by_email(email).await?,
-            Err(_) => None,
-        };
-        let stored_hash = account
-            .as_ref()
-            .map(|account| account.password_hash.clone());
-        let normalized = normalize_password(password);
-        let verified = self
-            .hasher
-            .verify(normalized.clone(), stored_hash.clone())
-            .await?;
-        // A hash made before passwords were normalized holds the password as it was
-        // typed; the next login stores the normalized one. Unknown accounts take the
-        // second hash too, so the timing tells nothing.
-        if verified == Verified::Wrong && normalized != password {
-            let legacy = self.hasher.verify(password.to_owned(), stored_hash).await?;
-            if legacy != Verified::Wrong {
-                return Ok((account, Verified::CorrectNeedsRehash));
-            }
-        }
-        Ok((account, verified))
     }
 }
 
@@ -215,7 +158,7 @@ pub fn normalize_password(password: &str) -> String {
 }
 
 /// Why an email cannot be an account's, if it cannot.
-fn validate_email(email: &str) -> Result<(), &'static str> {
+pub(super) fn validate_email(email: &str) -> Result<(), &'static str> {
     if email.chars().count() > EMAIL_MAX_CHARS {
         return Err("longer than 254 characters");
     }
@@ -246,7 +189,7 @@ fn validate_email(email: &str) -> Result<(), &'static str> {
 }
 
 /// Why a (normalized) password is refused, if it is.
-fn validate_password(password: &str) -> Result<(), &'static str> {
+pub(super) fn validate_password(password: &str) -> Result<(), &'static str> {
     let chars = password.chars().count();
     if chars < PASSWORD_MIN_CHARS {
         return Err("shorter than 8 characters");

@@ -35,7 +35,24 @@ macro_rules! hashing_converts {
     )*};
 }
 
+/// The use cases that check a password take its failures as their own.
+macro_rules! password_check_converts {
+    ($($error:ident),* $(,)?) => {$(
+        impl From<$crate::domain::credentials::PasswordCheckError> for $error {
+            fn from(err: $crate::domain::credentials::PasswordCheckError) -> Self {
+                use $crate::domain::credentials::PasswordCheckError as Check;
+                match err {
+                    Check::Throttled(retry) => Self::Throttled(retry),
+                    Check::Overloaded => Self::Overloaded,
+                    Check::Fault(fault) => Self::Fault(fault),
+                }
+            }
+        }
+    )*};
+}
+
 pub mod accounts;
+pub mod credentials;
 pub mod keys;
 pub mod sessions;
 pub mod types;
@@ -55,7 +72,8 @@ use crate::throttle::Throttle;
 use keys::KeyRing;
 
 pub use accounts::{LoginError, RegisterError, normalize_email, normalize_password};
-pub use sessions::{AuthenticateError, RefreshError};
+pub use credentials::{ChangePasswordError, DeleteAccountError};
+pub use sessions::{AuthenticateError, EndSessionError, RefreshError};
 use types::NewRefreshToken;
 pub use types::{Actor, Session, UnixMillis, User};
 

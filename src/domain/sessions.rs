@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use super::types::{AuditEntry, AuditEvent, RefreshToken, Rotated, UnixMillis};
+use super::types::{AuditEntry, AuditEvent, RefreshToken, Rotated, Session, UnixMillis};
 use super::{AuthService, Authenticated, Client, Fault, TokenPair};
 use crate::crypto::refresh;
 use crate::metrics::RefreshOutcome;
@@ -29,7 +29,15 @@ pub enum AuthenticateError {
     Fault(Fault),
 }
 
-faults_convert!(RefreshError, AuthenticateError);
+#[derive(Debug, thiserror::Error)]
+pub enum EndSessionError {
+    #[error("no live session of yours has this id")]
+    NotFound,
+    #[error(transparent)]
+    Fault(Fault),
+}
+
+faults_convert!(RefreshError, AuthenticateError, EndSessionError);
 
 impl AuthService {
     /// Rotates a refresh token; see CONTRACT.md "Sessions and refresh rotation".
@@ -81,7 +89,11 @@ impl AuthService {
         if let Some((successor, expires_at)) = self.successor_in_grace(presented, &row, now).await?
         {
             // Re-checked as one write, so a revoke that has committed is never outrun.
-            if !self.store.touch_live_session(session.id, now).await? {
+            if !self
+                .store
+                .touch_live_session(session.id, &actor, now)
+                .await?
+            {
                 return Err(reject());
             }
             self.metrics.refresh(RefreshOutcome::SpentInGrace);
@@ -156,14 +168,63 @@ impl AuthService {
 
     pub async fn logout_all(&self, user_id: Uuid, client: &Client) -> Result<(), Fault> {
         let actor = client.actor();
+        let audit = AuditEntry::new(AuditEvent::LogoutAll, &actor, UnixMillis::now()).user(user_id);
         let ended = self
             .store
-            .revoke_user_sessions(
-                user_id,
-                &AuditEntry::new(AuditEvent::LogoutAll, &actor, UnixMillis::now()).user(user_id),
-            )
+            .revoke_user_sessions(user_id, None, &audit)
             .await?;
         self.metrics.revoked("logout_all", ended);
+        Ok(())
+    }
+
+    /// Ends every session of the caller but the one of its token.
+    pub async fn logout_others(
+        &self,
+        caller: &Authenticated,
+        client: &Client,
+    ) -> Result<(), Fault> {
+        let actor = client.actor();
+        let audit = AuditEntry::new(AuditEvent::LogoutOthers, &actor, UnixMillis::now())
+            .user(caller.user.id)
+            .session(caller.claims.sid);
+        let ended = self
+            .store
+            .revoke_user_sessions(caller.user.id, Some(caller.claims.sid), &audit)
+            .await?;
+        self.metrics.revoked("logout_others", ended);
+        Ok(())
+    }
+
+    /// The caller's live sessions, most recently used first.
+    pub async fn sessions_of(&self, caller: &Authenticated) -> Result<Vec<Session>, Fault> {
+        let mut sessions = self
+            .store
+            .live_sessions_of(caller.user.id, UnixMillis::now())
+            .await?;
+        sessions.sort_by_key(|session| std::cmp::Reverse(session.last_used_at()));
+        Ok(sessions)
+    }
+
+    /// Ends one of the caller's live sessions.
+    pub async fn end_session(
+        &self,
+        caller: &Authenticated,
+        session_id: Uuid,
+        client: &Client,
+    ) -> Result<(), EndSessionError> {
+        let actor = client.actor();
+        let now = UnixMillis::now();
+        let audit = AuditEntry::new(AuditEvent::SessionRevoked, &actor, now)
+            .user(caller.user.id)
+            .session(session_id);
+        if !self
+            .store
+            .revoke_live_session_of(caller.user.id, session_id, &audit)
+            .await?
+        {
+            return Err(EndSessionError::NotFound);
+        }
+        self.metrics.revoked("session_revoked", 1);
         Ok(())
     }
 

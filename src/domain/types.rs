@@ -102,9 +102,16 @@ pub struct Session {
     pub expires_at: UnixMillis,
     pub refreshed_at: Option<UnixMillis>,
     pub revoked_at: Option<UnixMillis>,
+    /// The client of the latest login or refresh.
+    pub client: Actor,
 }
 
 impl Session {
+    /// The latest login or refresh.
+    pub fn last_used_at(&self) -> UnixMillis {
+        self.refreshed_at.unwrap_or(self.created_at)
+    }
+
     pub fn is_live_at(&self, now: UnixMillis) -> bool {
         self.revoked_at.is_none() && self.expires_at > now
     }
@@ -190,6 +197,10 @@ pub enum AuditEvent {
     LogoutAll,
     KeyRotated,
     KeyRevoked,
+    PasswordChanged,
+    AccountDeleted,
+    SessionRevoked,
+    LogoutOthers,
 }
 
 impl AuditEvent {
@@ -205,6 +216,10 @@ impl AuditEvent {
             Self::LogoutAll => "logout_all",
             Self::KeyRotated => "key_rotated",
             Self::KeyRevoked => "key_revoked",
+            Self::PasswordChanged => "password_changed",
+            Self::AccountDeleted => "account_deleted",
+            Self::SessionRevoked => "session_revoked",
+            Self::LogoutOthers => "logout_others",
         }
     }
 }

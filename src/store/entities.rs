@@ -45,6 +45,9 @@ pub mod sessions {
         /// Last rotation.
         pub refreshed_at: Option<i64>,
         pub revoked_at: Option<i64>,
+        /// Of the latest login or refresh, truncated as the audit trail stores them.
+        pub client_ip: Option<String>,
+        pub user_agent: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

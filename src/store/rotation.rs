@@ -40,7 +40,7 @@ INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
 SELECT ?3, s.id, ?4, ?1, MIN(?1 + ?6, s.expires_at)
   FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
  WHERE t.token_hash = ?2 AND t.successor_id = ?3;
-UPDATE sessions SET refreshed_at = ?1
+UPDATE sessions SET refreshed_at = ?1, client_ip = ?8, user_agent = ?9
  WHERE id = (SELECT session_id FROM refresh_tokens WHERE id = ?3);
 INSERT INTO audit_events (id, at, event, user_id, session_id, client_ip, user_agent)
 SELECT ?7, ?1, 'refresh', s.user_id, s.id, ?8, ?9
@@ -70,13 +70,15 @@ WITH spent AS (
     SELECT $3, id, $4, $1, LEAST($1 + $6, expires_at) FROM spent
     RETURNING expires_at
 ), touched AS (
-    UPDATE sessions SET refreshed_at = $1 WHERE id = (SELECT id FROM spent)
-    RETURNING refreshed_at
+    UPDATE sessions SET refreshed_at = $1, client_ip = $8, user_agent = $9
+     WHERE id = (SELECT id FROM spent)
+    RETURNING refreshed_at, client_ip, user_agent
 ), audit AS (
     INSERT INTO audit_events (id, at, event, user_id, session_id, client_ip, user_agent)
     SELECT $7, $1, 'refresh', user_id, id, $8, $9 FROM spent
 )
-SELECT spent.*, touched.refreshed_at, successor.expires_at AS successor_expires_at
+SELECT spent.*, touched.refreshed_at, touched.client_ip, touched.user_agent,
+       successor.expires_at AS successor_expires_at
   FROM spent, successor, touched
 ";
 

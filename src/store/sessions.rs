@@ -5,9 +5,12 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
+use super::audit::{recorded_ip, recorded_user_agent};
 use super::entities::{refresh_tokens, sessions, users};
 use super::{RefreshTokenRow, Result, SessionRow, Store, millis};
-use crate::domain::types::{AuditEntry, NewRefreshToken, RefreshToken, Session, UnixMillis, User};
+use crate::domain::types::{
+    Actor, AuditEntry, NewRefreshToken, RefreshToken, Session, UnixMillis, User,
+};
 
 /// Who `/me` asks about: a session, its user, and the time it must still be live at.
 pub(super) type SessionUserQuery = (Uuid, Uuid, UnixMillis);
@@ -32,6 +35,8 @@ impl Store {
             expires_at: Set(session.expires_at.millis()),
             refreshed_at: Set(session.refreshed_at.map(UnixMillis::millis)),
             revoked_at: Set(session.revoked_at.map(UnixMillis::millis)),
+            client_ip: Set(recorded_ip(&session.client)),
+            user_agent: Set(recorded_user_agent(&session.client)),
         })
         .exec_without_returning(work.db())
         .await?;
@@ -65,11 +70,27 @@ impl Store {
     }
 
     /// Records a refresh on a live session; false if it has been revoked or has expired.
-    pub async fn touch_live_session(&self, session_id: Uuid, now: UnixMillis) -> Result<bool> {
+    pub async fn touch_live_session(
+        &self,
+        session_id: Uuid,
+        client: &Actor,
+        now: UnixMillis,
+    ) -> Result<bool> {
         let work = self.begin().await?;
-        let live = touch_live_session(work.db(), session_id, now).await?;
+        let touched = sessions::Entity::update_many()
+            .col_expr(sessions::Column::RefreshedAt, Expr::value(now))
+            .col_expr(sessions::Column::ClientIp, Expr::value(recorded_ip(client)))
+            .col_expr(
+                sessions::Column::UserAgent,
+                Expr::value(recorded_user_agent(client)),
+            )
+            .filter(sessions::Column::Id.eq(session_id))
+            .filter(sessions::Column::RevokedAt.is_null())
+            .filter(sessions::Column::ExpiresAt.gt(now))
+            .exec(work.db())
+            .await?;
         work.commit(None).await?;
-        Ok(live)
+        Ok(touched.rows_affected == 1)
     }
 
     /// Ends one session and records why. Returns whether it was live (nothing is
@@ -88,18 +109,54 @@ impl Store {
     }
 
     /// Ends every session of a user and records it. Returns how many were live.
-    pub async fn revoke_user_sessions(&self, user_id: Uuid, audit: &AuditEntry<'_>) -> Result<u64> {
+    /// Ends every session of a user (`except` the caller's, if given) and records it.
+    /// Returns how many were live.
+    pub async fn revoke_user_sessions(
+        &self,
+        user_id: Uuid,
+        except: Option<Uuid>,
+        audit: &AuditEntry<'_>,
+    ) -> Result<u64> {
+        let work = self.begin().await?;
+        let ended = revoke_user_sessions(work.db(), user_id, except, audit.at).await?;
+        let audit = audit.clone().detail(format!("{ended} sessions ended"));
+        work.commit(Some(&audit)).await?;
+        Ok(ended)
+    }
+
+    /// Ends one live session of a user and records it; false if the user has no such
+    /// live session.
+    pub async fn revoke_live_session_of(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        audit: &AuditEntry<'_>,
+    ) -> Result<bool> {
         let work = self.begin().await?;
         let revoked = sessions::Entity::update_many()
             .col_expr(sessions::Column::RevokedAt, Expr::value(audit.at))
+            .filter(sessions::Column::Id.eq(session_id))
             .filter(sessions::Column::UserId.eq(user_id))
             .filter(sessions::Column::RevokedAt.is_null())
+            .filter(sessions::Column::ExpiresAt.gt(audit.at))
             .exec(work.db())
             .await?;
-        let mut audit = audit.clone();
-        audit.detail = Some(format!("{} sessions ended", revoked.rows_affected));
-        work.commit(Some(&audit)).await?;
-        Ok(revoked.rows_affected)
+        let live = revoked.rows_affected == 1;
+        work.commit(live.then_some(audit)).await?;
+        Ok(live)
+    }
+
+    /// A user's sessions that are neither revoked nor past their end.
+    pub async fn live_sessions_of(&self, user_id: Uuid, now: UnixMillis) -> Result<Vec<Session>> {
+        Ok(sessions::Entity::find()
+            .filter(sessions::Column::UserId.eq(user_id))
+            .filter(sessions::Column::RevokedAt.is_null())
+            .filter(sessions::Column::ExpiresAt.gt(now))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(Session::from)
+            .collect())
     }
 
     /// The user of a session that is neither revoked nor past its end. Concurrent calls
@@ -162,6 +219,10 @@ impl From<SessionRow> for Session {
             expires_at: UnixMillis::from_millis(row.expires_at),
             refreshed_at: millis(row.refreshed_at),
             revoked_at: millis(row.revoked_at),
+            client: Actor {
+                client_ip: row.client_ip,
+                user_agent: row.user_agent,
+            },
         }
     }
 }
@@ -178,21 +239,6 @@ impl From<RefreshTokenRow> for RefreshToken {
             sealed_successor: row.sealed_successor,
         }
     }
-}
-
-async fn touch_live_session(
-    db: &impl sea_orm::ConnectionTrait,
-    session_id: Uuid,
-    now: UnixMillis,
-) -> Result<bool, DbErr> {
-    let touched = sessions::Entity::update_many()
-        .col_expr(sessions::Column::RefreshedAt, Expr::value(now))
-        .filter(sessions::Column::Id.eq(session_id))
-        .filter(sessions::Column::RevokedAt.is_null())
-        .filter(sessions::Column::ExpiresAt.gt(now))
-        .exec(db)
-        .await?;
-    Ok(touched.rows_affected == 1)
 }
 
 async fn insert_refresh_token(
@@ -214,4 +260,20 @@ async fn insert_refresh_token(
     .exec_without_returning(txn)
     .await?;
     Ok(())
+}
+
+pub(super) async fn revoke_user_sessions(
+    db: &impl sea_orm::ConnectionTrait,
+    user_id: Uuid,
+    except: Option<Uuid>,
+    at: UnixMillis,
+) -> Result<u64, DbErr> {
+    let mut revoke = sessions::Entity::update_many()
+        .col_expr(sessions::Column::RevokedAt, Expr::value(at))
+        .filter(sessions::Column::UserId.eq(user_id))
+        .filter(sessions::Column::RevokedAt.is_null());
+    if let Some(kept) = except {
+        revoke = revoke.filter(sessions::Column::Id.ne(kept));
+    }
+    Ok(revoke.exec(db).await?.rows_affected)
 }

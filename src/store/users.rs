@@ -3,6 +3,10 @@
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::Expr;
+use uuid::Uuid;
+
+use super::sessions::revoke_user_sessions;
 
 use super::entities::users;
 use super::{Result, Store, UserRow};
@@ -29,6 +33,37 @@ impl Store {
             .one(&self.db)
             .await?
             .map(Account::from))
+    }
+}
+
+impl Store {
+    /// Stores a new password hash and ends every session of the user but `kept`, in one
+    /// transaction. Returns how many sessions ended.
+    pub async fn change_password(
+        &self,
+        user_id: Uuid,
+        password_hash: &str,
+        kept: Uuid,
+        audit: &AuditEntry<'_>,
+    ) -> Result<u64> {
+        let work = self.begin().await?;
+        users::Entity::update_many()
+            .col_expr(users::Column::PasswordHash, Expr::value(password_hash))
+            .filter(users::Column::Id.eq(user_id))
+            .exec(work.db())
+            .await?;
+        let ended = revoke_user_sessions(work.db(), user_id, Some(kept), audit.at).await?;
+        work.commit(Some(audit)).await?;
+        Ok(ended)
+    }
+
+    /// Deletes a user; its sessions and refresh tokens go by cascade. The audit trail
+    /// keeps its events.
+    pub async fn delete_user(&self, user_id: Uuid, audit: &AuditEntry<'_>) -> Result<()> {
+        let work = self.begin().await?;
+        users::Entity::delete_by_id(user_id).exec(work.db()).await?;
+        work.commit(Some(audit)).await?;
+        Ok(())
     }
 }
 

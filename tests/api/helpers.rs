@@ -248,6 +248,24 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// `method path` with a Bearer token and, if given, a JSON body.
+    pub async fn send_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        access_token: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(access_token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.unwrap()
+    }
+
     pub async fn logout_all(&self, access_token: &str) -> reqwest::Response {
         self.client
             .post(self.url("/v1/auth/logout-all"))

@@ -16,6 +16,7 @@ mod edges;
 mod helpers;
 mod keys;
 mod maintenance;
+mod my_account;
 mod observability;
 mod readiness;
 mod sessions;

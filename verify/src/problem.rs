@@ -32,6 +32,7 @@ pub enum ProblemType {
     InvalidCredentials,
     InvalidRefreshToken,
     InsufficientScope,
+    WrongPassword,
     NotFound,
     MethodNotAllowed,
     EmailTaken,
@@ -80,6 +81,7 @@ impl ProblemType {
                 "insufficient-scope",
                 "Insufficient scope",
             ),
+            WrongPassword => (StatusCode::FORBIDDEN, "wrong-password", "Wrong password"),
             NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
