@@ -8,7 +8,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::auth::{ApiTags, BearerAuth};
-use super::problem::{Problem, ProblemType, internal, problem_of};
+use super::problem::{Problem, ProblemType, internal, problem_of, www_authenticate};
 use super::strict::StrictString;
 use crate::domain::{AuthService, ChangePasswordError, Client, DeleteAccountError};
 
@@ -38,7 +38,6 @@ pub enum ChangePasswordResponse {
     BadRequest(Json<Problem>),
     /// Missing or invalid access token, or its session has ended.
     #[oai(status = 401, content_type = "application/problem+json")]
-    #[allow(dead_code)] // answered by the BearerAuth checker; declared for the spec
     Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
     /// The current password is wrong (counted as a failed login).
     #[oai(status = 403, content_type = "application/problem+json")]
@@ -67,6 +66,13 @@ impl From<ChangePasswordError> for ChangePasswordResponse {
             ChangePasswordError::WrongPassword => {
                 Self::Forbidden(Json(problem_of(ProblemType::WrongPassword, &err)))
             }
+            ChangePasswordError::SessionEnded => Self::Unauthorized(
+                Json(
+                    ProblemType::InvalidToken
+                        .problem("The access token is invalid, expired or its session has ended."),
+                ),
+                www_authenticate(true),
+            ),
             ChangePasswordError::InvalidPassword(_) => {
                 Self::Unprocessable(Json(problem_of(ProblemType::InvalidPassword, &err)))
             }

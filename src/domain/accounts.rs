@@ -8,7 +8,7 @@ use super::credentials::PasswordCheck;
 use super::types::{Account, AuditEntry, AuditEvent, Session, UnixMillis, User};
 use super::{AuthService, Client, Fault, TokenPair};
 use crate::crypto::refresh;
-use crate::store::StoreError;
+use crate::store::{PasswordSwap, StoreError};
 use crate::throttle::RetryAfter;
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +104,7 @@ impl AuthService {
     ) -> Result<TokenPair, LoginError> {
         let email = normalize_email(email);
         let actor = client.actor();
-        let (user, upgraded_hash) = match self
+        let (account, upgraded_hash) = match self
             .check_password_throttled(&email, &password, client)
             .await?
         {
@@ -116,10 +116,11 @@ impl AuthService {
                     true => Some(self.hasher.hash(normalize_password(&password)).await?),
                     false => None,
                 };
-                (account.user, upgraded_hash)
+                (account, upgraded_hash)
             }
             PasswordCheck::Wrong => return Err(LoginError::InvalidCredentials),
         };
+        let user = &account.user;
 
         let now = UnixMillis::now();
         let session = Session {
@@ -137,9 +138,19 @@ impl AuthService {
         let started = AuditEntry::new(AuditEvent::Login, &actor, now)
             .user(user.id)
             .session(session.id);
-        self.store
-            .start_session(&session, new_token, upgraded_hash, &started)
-            .await?;
+        let password = PasswordSwap {
+            user_id: user.id,
+            checked: &account.password_hash,
+            new: upgraded_hash.as_deref().unwrap_or(&account.password_hash),
+        };
+        // A password change or deletion that committed since the check wins.
+        if !self
+            .store
+            .start_session(&session, new_token, password, &started)
+            .await?
+        {
+            return Err(LoginError::InvalidCredentials);
+        }
         Ok(self.token_pair(&session, refresh_token, refresh_expires_at, now)?)
     }
 }

@@ -1,12 +1,11 @@
 //! What needs the account's password: the throttled check that login, change password
 //! and delete account share, and the latter two.
 
-use uuid::Uuid;
-
 use super::accounts::{normalize_password, validate_email, validate_password};
 use super::types::{Account, AuditEntry, AuditEvent, UnixMillis};
 use super::{AuthService, Authenticated, Client, Fault};
 use crate::crypto::password::Verified;
+use crate::store::{PasswordChange, PasswordSwap};
 use crate::throttle::RetryAfter;
 
 /// Why a password could not be checked.
@@ -39,6 +38,8 @@ pub enum ChangePasswordError {
     WrongPassword,
     #[error("invalid new password: {0}")]
     InvalidPassword(&'static str),
+    #[error("the session of this access token has ended")]
+    SessionEnded,
     #[error("too many failed password checks for this account from this address")]
     Throttled(RetryAfter),
     #[error("the server is busy hashing passwords; retry shortly")]
@@ -160,12 +161,11 @@ impl AuthService {
     ) -> Result<(), ChangePasswordError> {
         let new_password = normalize_password(new_password);
         validate_password(&new_password).map_err(ChangePasswordError::InvalidPassword)?;
-        let account = match self
-            .check_password_throttled(&caller.user.email, current_password, client)
+        let Some(account) = self
+            .check_callers_password(caller, current_password, client)
             .await?
-        {
-            PasswordCheck::Right { account, .. } => account,
-            PasswordCheck::Wrong => return Err(ChangePasswordError::WrongPassword),
+        else {
+            return Err(ChangePasswordError::WrongPassword);
         };
         if new_password == normalize_password(current_password) {
             return Err(ChangePasswordError::InvalidPassword(
@@ -177,12 +177,25 @@ impl AuthService {
         let changed = AuditEntry::new(AuditEvent::PasswordChanged, &actor, UnixMillis::now())
             .user(account.user.id)
             .session(caller.claims.sid);
-        let ended = self
+        let swap = PasswordSwap {
+            user_id: account.user.id,
+            checked: &account.password_hash,
+            new: &new_hash,
+        };
+        match self
             .store
-            .change_password(account.user.id, &new_hash, caller.claims.sid, &changed)
-            .await?;
-        self.metrics.revoked("password_changed", ended);
-        Ok(())
+            .change_password(swap, caller.claims.sid, &changed)
+            .await?
+        {
+            PasswordChange::Changed { sessions_ended } => {
+                self.metrics.revoked("password_changed", sessions_ended);
+                Ok(())
+            }
+            // Another change committed since the check: the password given is no longer
+            // the current one.
+            PasswordChange::Stale => Err(ChangePasswordError::WrongPassword),
+            PasswordChange::CallerSessionEnded => Err(ChangePasswordError::SessionEnded),
+        }
     }
 
     /// Deletes the caller's account, its sessions and its tokens in one transaction,
@@ -193,17 +206,45 @@ impl AuthService {
         password: &str,
         client: &Client,
     ) -> Result<(), DeleteAccountError> {
-        let user_id: Uuid = match self
-            .check_password_throttled(&caller.user.email, password, client)
+        let Some(account) = self
+            .check_callers_password(caller, password, client)
             .await?
-        {
-            PasswordCheck::Right { account, .. } => account.user.id,
-            PasswordCheck::Wrong => return Err(DeleteAccountError::WrongPassword),
+        else {
+            return Err(DeleteAccountError::WrongPassword);
         };
         let actor = client.actor();
-        let deleted =
-            AuditEntry::new(AuditEvent::AccountDeleted, &actor, UnixMillis::now()).user(user_id);
-        self.store.delete_user(user_id, &deleted).await?;
+        let deleted = AuditEntry::new(AuditEvent::AccountDeleted, &actor, UnixMillis::now())
+            .user(account.user.id);
+        let checked = PasswordSwap {
+            user_id: account.user.id,
+            checked: &account.password_hash,
+            new: &account.password_hash,
+        };
+        // A password change that committed since the check wins.
+        if !self.store.delete_user(checked, &deleted).await? {
+            return Err(DeleteAccountError::WrongPassword);
+        }
         Ok(())
+    }
+
+    /// The caller's account if `password` is its password (throttled like a login).
+    /// Looked up by email for the throttle's key, and only taken if it is the caller's.
+    async fn check_callers_password(
+        &self,
+        caller: &Authenticated,
+        password: &str,
+        client: &Client,
+    ) -> Result<Option<Account>, PasswordCheckError> {
+        Ok(
+            match self
+                .check_password_throttled(&caller.user.email, password, client)
+                .await?
+            {
+                PasswordCheck::Right { account, .. } if account.user.id == caller.user.id => {
+                    Some(account)
+                }
+                PasswordCheck::Right { .. } | PasswordCheck::Wrong => None,
+            },
+        )
     }
 }

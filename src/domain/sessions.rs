@@ -68,6 +68,12 @@ impl AuthService {
             successor_expires_at,
         }) = self.store.rotate(&rotation).await?
         {
+            // A revoke that committed while the rotation ran wins: the successor belongs
+            // to an ended session and is never handed out.
+            if !session.is_live_at(now) {
+                self.metrics.refresh(RefreshOutcome::Rejected);
+                return Err(RefreshError::InvalidRefreshToken);
+            }
             self.metrics.refresh(RefreshOutcome::Rotated);
             return Ok(self.token_pair(&session, successor, successor_expires_at, now)?);
         }

@@ -31,6 +31,7 @@ use entities::sessions::Model as SessionRow;
 use entities::signing_keys::Model as SigningKeyRow;
 use entities::users::Model as UserRow;
 pub use rotation::Rotation;
+pub use users::{PasswordChange, PasswordSwap};
 
 use rotation::{RotationBatcher, rotate_on_sqlite};
 use sessions::{SessionUserQuery, live_session_users};

@@ -57,14 +57,16 @@ type RotationValues = [sea_orm::Value; 9];
 
 /// A rotation on PostgreSQL: one statement, so one round trip and its own transaction.
 /// Concurrent requests presenting the same token queue on its row; the later ones find
-/// it spent and change nothing.
+/// it spent and change nothing. The session's `revoked_at` is read from `touched`, which
+/// waits for a revoke committing meanwhile (the snapshot of `spent` would miss it), so
+/// the caller can refuse a rotation that a revoke has overtaken.
 const ROTATE_POSTGRES: &str = "
 WITH spent AS (
     UPDATE refresh_tokens t SET spent_at = $1, successor_id = $3, sealed_successor = $5
       FROM sessions s
      WHERE t.token_hash = $2 AND t.spent_at IS NULL AND t.expires_at > $1
        AND s.id = t.session_id AND s.revoked_at IS NULL AND s.expires_at > $1
-    RETURNING s.id, s.user_id, s.created_at, s.expires_at, s.revoked_at
+    RETURNING s.id, s.user_id, s.created_at, s.expires_at
 ), successor AS (
     INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
     SELECT $3, id, $4, $1, LEAST($1 + $6, expires_at) FROM spent
@@ -72,12 +74,12 @@ WITH spent AS (
 ), touched AS (
     UPDATE sessions SET refreshed_at = $1, client_ip = $8, user_agent = $9
      WHERE id = (SELECT id FROM spent)
-    RETURNING refreshed_at, client_ip, user_agent
+    RETURNING refreshed_at, revoked_at, client_ip, user_agent
 ), audit AS (
     INSERT INTO audit_events (id, at, event, user_id, session_id, client_ip, user_agent)
     SELECT $7, $1, 'refresh', user_id, id, $8, $9 FROM spent
 )
-SELECT spent.*, touched.refreshed_at, touched.client_ip, touched.user_agent,
+SELECT spent.*, touched.refreshed_at, touched.revoked_at, touched.client_ip, touched.user_agent,
        successor.expires_at AS successor_expires_at
   FROM spent, successor, touched
 ";

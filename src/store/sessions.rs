@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::audit::{recorded_ip, recorded_user_agent};
 use super::entities::{refresh_tokens, sessions, users};
+use super::users::{PasswordSwap, swap_password_hash};
 use super::{RefreshTokenRow, Result, SessionRow, Store, millis};
 use crate::domain::types::{
     Actor, AuditEntry, NewRefreshToken, RefreshToken, Session, UnixMillis, User,
@@ -16,18 +17,21 @@ use crate::domain::types::{
 pub(super) type SessionUserQuery = (Uuid, Uuid, UnixMillis);
 
 impl Store {
-    /// Starts a session with its first refresh token; also stores an upgraded password
-    /// hash when there is one. One transaction.
+    /// Starts a session with its first refresh token, and stores the password hash of
+    /// `password` (the checked one, or its upgrade). One transaction; nothing happens
+    /// (false) if the password changed or the account went since it was checked.
     pub async fn start_session(
         &self,
         session: &Session,
         token: NewRefreshToken,
-        upgraded_password_hash: Option<String>,
+        password: PasswordSwap<'_>,
         audit: &AuditEntry<'_>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let work = self.begin().await?;
+        if !swap_password_hash(work.db(), password).await? {
+            return Ok(false);
+        }
         let now = session.created_at;
-        let user_id = session.user_id;
         sessions::Entity::insert(sessions::ActiveModel {
             id: Set(session.id),
             user_id: Set(session.user_id),
@@ -41,15 +45,8 @@ impl Store {
         .exec_without_returning(work.db())
         .await?;
         insert_refresh_token(work.db(), session.id, token, now).await?;
-        if let Some(hash) = upgraded_password_hash {
-            users::Entity::update_many()
-                .col_expr(users::Column::PasswordHash, Expr::value(hash))
-                .filter(users::Column::Id.eq(user_id))
-                .exec(work.db())
-                .await?;
-        }
         work.commit(Some(audit)).await?;
-        Ok(())
+        Ok(true)
     }
 
     /// The refresh token with this hash and its session.
@@ -108,7 +105,6 @@ impl Store {
         Ok(live)
     }
 
-    /// Ends every session of a user and records it. Returns how many were live.
     /// Ends every session of a user (`except` the caller's, if given) and records it.
     /// Returns how many were live.
     pub async fn revoke_user_sessions(
@@ -271,7 +267,8 @@ pub(super) async fn revoke_user_sessions(
     let mut revoke = sessions::Entity::update_many()
         .col_expr(sessions::Column::RevokedAt, Expr::value(at))
         .filter(sessions::Column::UserId.eq(user_id))
-        .filter(sessions::Column::RevokedAt.is_null());
+        .filter(sessions::Column::RevokedAt.is_null())
+        .filter(sessions::Column::ExpiresAt.gt(at));
     if let Some(kept) = except {
         revoke = revoke.filter(sessions::Column::Id.ne(kept));
     }

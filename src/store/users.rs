@@ -8,7 +8,10 @@ use uuid::Uuid;
 
 use super::sessions::revoke_user_sessions;
 
-use super::entities::users;
+use sea_orm::DbErr;
+use sea_orm::sea_query::Query;
+
+use super::entities::{refresh_tokens, sessions, users};
 use super::{Result, Store, UserRow};
 use crate::domain::types::{Account, AuditEntry, UnixMillis, User};
 
@@ -36,35 +39,106 @@ impl Store {
     }
 }
 
+/// The password hash a request checked, and the one to store in its place (the same,
+/// or a new one).
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordSwap<'a> {
+    pub user_id: Uuid,
+    pub checked: &'a str,
+    pub new: &'a str,
+}
+
+/// What became of a password change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordChange {
+    /// Stored; this many other sessions ended.
+    Changed { sessions_ended: u64 },
+    /// The password changed (or the account went) since it was checked.
+    Stale,
+    /// The caller's own session ended since its token was checked.
+    CallerSessionEnded,
+}
+
 impl Store {
     /// Stores a new password hash and ends every session of the user but `kept`, in one
-    /// transaction. Returns how many sessions ended.
+    /// transaction; nothing changes unless the checked hash is still the stored one and
+    /// `kept` is still live.
     pub async fn change_password(
         &self,
-        user_id: Uuid,
-        password_hash: &str,
+        swap: PasswordSwap<'_>,
         kept: Uuid,
         audit: &AuditEntry<'_>,
-    ) -> Result<u64> {
+    ) -> Result<PasswordChange> {
         let work = self.begin().await?;
-        users::Entity::update_many()
-            .col_expr(users::Column::PasswordHash, Expr::value(password_hash))
-            .filter(users::Column::Id.eq(user_id))
+        if !swap_password_hash(work.db(), swap).await? {
+            return Ok(PasswordChange::Stale);
+        }
+        let kept_is_live = sessions::Entity::update_many()
+            .col_expr(
+                sessions::Column::RevokedAt,
+                Expr::col(sessions::Column::RevokedAt),
+            )
+            .filter(sessions::Column::Id.eq(kept))
+            .filter(sessions::Column::UserId.eq(swap.user_id))
+            .filter(sessions::Column::RevokedAt.is_null())
+            .filter(sessions::Column::ExpiresAt.gt(audit.at))
             .exec(work.db())
-            .await?;
-        let ended = revoke_user_sessions(work.db(), user_id, Some(kept), audit.at).await?;
+            .await?
+            .rows_affected
+            == 1;
+        if !kept_is_live {
+            return Ok(PasswordChange::CallerSessionEnded);
+        }
+        let sessions_ended =
+            revoke_user_sessions(work.db(), swap.user_id, Some(kept), audit.at).await?;
         work.commit(Some(audit)).await?;
-        Ok(ended)
+        Ok(PasswordChange::Changed { sessions_ended })
     }
 
-    /// Deletes a user; its sessions and refresh tokens go by cascade. The audit trail
-    /// keeps its events.
-    pub async fn delete_user(&self, user_id: Uuid, audit: &AuditEntry<'_>) -> Result<()> {
+    /// Deletes a user, its sessions and refresh tokens, unless the checked password hash
+    /// is no longer the stored one (then false). The audit trail keeps its events.
+    pub async fn delete_user(
+        &self,
+        checked: PasswordSwap<'_>,
+        audit: &AuditEntry<'_>,
+    ) -> Result<bool> {
         let work = self.begin().await?;
-        users::Entity::delete_by_id(user_id).exec(work.db()).await?;
+        if !swap_password_hash(work.db(), checked).await? {
+            return Ok(false);
+        }
+        // Tokens before sessions, the order a rotation locks them in (no deadlock with
+        // a refresh of the same session on PostgreSQL); sessions go by cascade.
+        let sessions_of_user = Query::select()
+            .column(sessions::Column::Id)
+            .from(sessions::Entity)
+            .and_where(sessions::Column::UserId.eq(checked.user_id))
+            .to_owned();
+        refresh_tokens::Entity::delete_many()
+            .filter(refresh_tokens::Column::SessionId.in_subquery(sessions_of_user))
+            .exec(work.db())
+            .await?;
+        users::Entity::delete_by_id(checked.user_id)
+            .exec(work.db())
+            .await?;
         work.commit(Some(audit)).await?;
-        Ok(())
+        Ok(true)
     }
+}
+
+/// Replaces the checked password hash, only if it is still the stored one: a change
+/// that committed meanwhile wins, and this request is answered as if its password were
+/// wrong. Also locks the user's row for the rest of the transaction.
+pub(super) async fn swap_password_hash(
+    db: &impl sea_orm::ConnectionTrait,
+    swap: PasswordSwap<'_>,
+) -> Result<bool, DbErr> {
+    let swapped = users::Entity::update_many()
+        .col_expr(users::Column::PasswordHash, Expr::value(swap.new))
+        .filter(users::Column::Id.eq(swap.user_id))
+        .filter(users::Column::PasswordHash.eq(swap.checked))
+        .exec(db)
+        .await?;
+    Ok(swapped.rows_affected == 1)
 }
 
 impl From<UserRow> for Account {

@@ -136,23 +136,24 @@ async fn my_sessions_lists_the_live_ones_most_recently_used_first() {
     let (email, first) = app.signed_in_user().await;
     let second = app.login_ok(&email).await;
     let third = app.login_ok(&email).await;
-    assert_eq!(
-        app.revoke(&str_field(&third, "refresh_token"))
-            .await
-            .status(),
-        StatusCode::NO_CONTENT
-    );
-    // Refreshing the first session makes it the most recently used.
-    let refreshed = app.refresh(&str_field(&first, "refresh_token")).await;
+    let ended = app.login_ok(&email).await;
+    let revoked = app.revoke(&str_field(&ended, "refresh_token")).await;
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    // Refreshing the second session makes it the most recently used: neither the order
+    // of creation nor its reverse.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let refreshed = app.refresh(&str_field(&second, "refresh_token")).await;
     assert_eq!(refreshed.status(), StatusCode::OK);
 
-    let sessions = my_sessions(&app, &str_field(&second, "access_token")).await;
+    let sessions = my_sessions(&app, &str_field(&third, "access_token")).await;
     let ids: Vec<&str> = sessions.iter().map(|s| s["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, [sid_of(&first), sid_of(&second)]);
-    assert_eq!(sessions[0]["current"], false);
-    assert_eq!(sessions[1]["current"], true);
+    assert_eq!(ids, [sid_of(&second), sid_of(&third), sid_of(&first)]);
+    let current: Vec<bool> = sessions.iter().map(|s| s["current"] == true).collect();
+    assert_eq!(current, [false, true, false]);
     for session in &sessions {
         assert_eq!(session["ip"], "127.0.0.1");
+        // reqwest sends no User-Agent unless told to.
+        assert!(session["user_agent"].is_null(), "{session}");
         for field in ["created_at", "last_used_at", "expires_at"] {
             assert!(session[field].is_string(), "{session}");
         }
@@ -225,14 +226,21 @@ async fn ending_one_of_my_sessions_revokes_it_and_nothing_else() {
     assert_problem(malformed, StatusCode::BAD_REQUEST).await;
 
     assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+    // The caller may end its own session too: its token stops working at once.
+    let own = app
+        .send_as(Method::DELETE, &path(&mine), &token, None)
+        .await;
+    assert_eq!(own.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.me(&token).await.status(), StatusCode::UNAUTHORIZED);
     let stranger_token = str_field(&stranger, "access_token");
     assert_eq!(app.me(&stranger_token).await.status(), StatusCode::OK);
     let revoked: Vec<Value> = events(&app)
         .into_iter()
         .filter(|event| event["event"] == "session_revoked")
         .collect();
-    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked.len(), 2);
     assert_eq!(revoked[0]["session_id"], sid_of(&other));
+    assert_eq!(revoked[1]["session_id"], sid_of(&mine));
 }
 
 #[tokio::test]
@@ -302,4 +310,73 @@ async fn deleting_my_account_removes_it_and_ends_its_tokens_at_once() {
             .iter()
             .any(|event| event["event"] == "account_deleted" && event["user_id"] == user_id)
     );
+}
+
+#[tokio::test]
+async fn wrong_passwords_for_deletion_count_toward_the_login_throttle() {
+    let app = spawn_app().await;
+    let (email, pair) = app.signed_in_user().await;
+    let token = str_field(&pair, "access_token");
+    let body = json!({"password": "not the password"});
+    for _ in 0..5 {
+        let response = app
+            .send_as(Method::POST, "/v1/auth/me/delete", &token, Some(&body))
+            .await;
+        assert_problem(response, StatusCode::FORBIDDEN).await;
+    }
+    let right = json!({"password": PASSWORD});
+    let response = app
+        .send_as(Method::POST, "/v1/auth/me/delete", &token, Some(&right))
+        .await;
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+    assert_problem(
+        app.login(&email, PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_password_changes_leave_exactly_one_password_in_force() {
+    let app = spawn_app().await;
+    let (email, pair) = app.signed_in_user().await;
+    let token = str_field(&pair, "access_token");
+    let candidates: Vec<String> = (0..4).map(|i| format!("{NEW_PASSWORD} {i}")).collect();
+    let mut changes = tokio::task::JoinSet::new();
+    for new in candidates.clone() {
+        let (client, url, token) = (
+            reqwest::Client::new(),
+            app.url("/v1/auth/password"),
+            token.clone(),
+        );
+        changes.spawn(async move {
+            let body = json!({"current_password": PASSWORD, "new_password": new});
+            let response = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (new, response.status())
+        });
+    }
+    let answers = changes.join_all().await;
+    // Every other answer saw the password it checked replaced meanwhile: 403, nothing
+    // stored.
+    for (_, status) in &answers {
+        assert!(
+            [StatusCode::NO_CONTENT, StatusCode::FORBIDDEN].contains(status),
+            "{answers:?}"
+        );
+    }
+    let changed: Vec<&String> = answers
+        .iter()
+        .filter(|(_, status)| *status == StatusCode::NO_CONTENT)
+        .map(|(new, _)| new)
+        .collect();
+    assert_eq!(changed.len(), 1, "{answers:?}");
+    assert_eq!(app.login(&email, changed[0]).await.status(), StatusCode::OK);
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
 }
