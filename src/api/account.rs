@@ -8,7 +8,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::auth::{ApiTags, BearerAuth};
-use super::problem::{Problem, ProblemType, internal, problem_of, www_authenticate};
+use super::failures::{Answer, BodyFailure};
+use super::problem::{Problem, ProblemType, problem_of, www_authenticate};
 use super::strict::StrictString;
 use crate::domain::{AuthService, ChangePasswordError, Client, DeleteAccountError};
 
@@ -32,59 +33,48 @@ pub enum ChangePasswordResponse {
     /// The password has changed; every other session has ended.
     #[oai(status = 204)]
     NoContent,
-    /// Malformed JSON, missing fields or wrong types.
-    #[oai(status = 400, content_type = "application/problem+json")]
-    #[allow(dead_code)] // answered by the catch-all; declared for the spec
-    BadRequest(Json<Problem>),
     /// Missing or invalid access token, or its session has ended.
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
     /// The current password is wrong (counted as a failed login).
     #[oai(status = 403, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
-    /// The body is larger than 16 KiB.
-    #[oai(status = 413, content_type = "application/problem+json")]
-    #[allow(dead_code)] // answered by the body limit; declared for the spec
-    PayloadTooLarge(Json<Problem>),
     /// The new password breaks the rules (8 to 1024 characters, not the current one).
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
-    /// Too many requests from this address, or too many wrong passwords for the account.
-    #[oai(status = 429, content_type = "application/problem+json")]
-    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
-    /// Server failure.
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
     /// Too many passwords being hashed; retry after the given seconds.
     #[oai(status = 503, content_type = "application/problem+json")]
     Overloaded(Json<Problem>, #[oai(header = "Retry-After")] u64),
 }
 
-impl From<ChangePasswordError> for ChangePasswordResponse {
+impl From<ChangePasswordError> for Answer<ChangePasswordResponse, BodyFailure> {
     fn from(err: ChangePasswordError) -> Self {
-        match err {
+        let problem = |kind| Json(problem_of(kind, &err));
+        Ok(match err {
             ChangePasswordError::WrongPassword => {
-                Self::Forbidden(Json(problem_of(ProblemType::WrongPassword, &err)))
+                ChangePasswordResponse::Forbidden(problem(ProblemType::WrongPassword))
             }
-            ChangePasswordError::SessionEnded => Self::Unauthorized(
+            ChangePasswordError::InvalidPassword(_) => {
+                ChangePasswordResponse::Unprocessable(problem(ProblemType::InvalidPassword))
+            }
+            ChangePasswordError::Overloaded => {
+                ChangePasswordResponse::Overloaded(problem(ProblemType::Overloaded), 1)
+            }
+            ChangePasswordError::SessionEnded => ChangePasswordResponse::Unauthorized(
                 Json(
                     ProblemType::InvalidToken
                         .problem("The access token is invalid, expired or its session has ended."),
                 ),
                 www_authenticate(true),
             ),
-            ChangePasswordError::InvalidPassword(_) => {
-                Self::Unprocessable(Json(problem_of(ProblemType::InvalidPassword, &err)))
+            ChangePasswordError::Throttled(retry) => {
+                return Err(BodyFailure::TooManyRequests(
+                    problem(ProblemType::TooManyRequests),
+                    retry.secs(),
+                ));
             }
-            ChangePasswordError::Throttled(retry) => Self::TooManyRequests(
-                Json(problem_of(ProblemType::TooManyRequests, &err)),
-                retry.secs(),
-            ),
-            ChangePasswordError::Overloaded => {
-                Self::Overloaded(Json(problem_of(ProblemType::Overloaded, &err)), 1)
-            }
-            ChangePasswordError::Fault(fault) => Self::Internal(Json(internal(&fault))),
-        }
+            ChangePasswordError::Fault(fault) => return Err(fault.into()),
+        })
     }
 }
 
@@ -93,10 +83,6 @@ pub enum DeleteAccountResponse {
     /// The account, its sessions and its tokens are gone; the email can register again.
     #[oai(status = 204)]
     NoContent,
-    /// Malformed JSON, missing fields or wrong types.
-    #[oai(status = 400, content_type = "application/problem+json")]
-    #[allow(dead_code)] // answered by the catch-all; declared for the spec
-    BadRequest(Json<Problem>),
     /// Missing or invalid access token, or its session has ended.
     #[oai(status = 401, content_type = "application/problem+json")]
     #[allow(dead_code)] // answered by the BearerAuth checker; declared for the spec
@@ -104,36 +90,29 @@ pub enum DeleteAccountResponse {
     /// The password is wrong (counted as a failed login).
     #[oai(status = 403, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
-    /// The body is larger than 16 KiB.
-    #[oai(status = 413, content_type = "application/problem+json")]
-    #[allow(dead_code)] // answered by the body limit; declared for the spec
-    PayloadTooLarge(Json<Problem>),
-    /// Too many requests from this address, or too many wrong passwords for the account.
-    #[oai(status = 429, content_type = "application/problem+json")]
-    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
-    /// Server failure.
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
     /// Too many passwords being hashed; retry after the given seconds.
     #[oai(status = 503, content_type = "application/problem+json")]
     Overloaded(Json<Problem>, #[oai(header = "Retry-After")] u64),
 }
 
-impl From<DeleteAccountError> for DeleteAccountResponse {
+impl From<DeleteAccountError> for Answer<DeleteAccountResponse, BodyFailure> {
     fn from(err: DeleteAccountError) -> Self {
-        match err {
+        let problem = |kind| Json(problem_of(kind, &err));
+        Ok(match err {
             DeleteAccountError::WrongPassword => {
-                Self::Forbidden(Json(problem_of(ProblemType::WrongPassword, &err)))
+                DeleteAccountResponse::Forbidden(problem(ProblemType::WrongPassword))
             }
-            DeleteAccountError::Throttled(retry) => Self::TooManyRequests(
-                Json(problem_of(ProblemType::TooManyRequests, &err)),
-                retry.secs(),
-            ),
             DeleteAccountError::Overloaded => {
-                Self::Overloaded(Json(problem_of(ProblemType::Overloaded, &err)), 1)
+                DeleteAccountResponse::Overloaded(problem(ProblemType::Overloaded), 1)
             }
-            DeleteAccountError::Fault(fault) => Self::Internal(Json(internal(&fault))),
-        }
+            DeleteAccountError::Throttled(retry) => {
+                return Err(BodyFailure::TooManyRequests(
+                    problem(ProblemType::TooManyRequests),
+                    retry.secs(),
+                ));
+            }
+            DeleteAccountError::Fault(fault) => return Err(fault.into()),
+        })
     }
 }
 
@@ -150,7 +129,7 @@ impl AccountApi {
         client: Data<&Client>,
         auth: BearerAuth,
         body: Json<PasswordChange>,
-    ) -> ChangePasswordResponse {
+    ) -> Answer<ChangePasswordResponse, BodyFailure> {
         let Json(PasswordChange {
             current_password,
             new_password,
@@ -159,7 +138,7 @@ impl AccountApi {
             .change_password(&auth.0, &current_password.0, &new_password.0, client.0)
             .await
         {
-            Ok(()) => ChangePasswordResponse::NoContent,
+            Ok(()) => Ok(ChangePasswordResponse::NoContent),
             Err(err) => err.into(),
         }
     }
@@ -172,12 +151,12 @@ impl AccountApi {
         client: Data<&Client>,
         auth: BearerAuth,
         body: Json<PasswordConfirmation>,
-    ) -> DeleteAccountResponse {
+    ) -> Answer<DeleteAccountResponse, BodyFailure> {
         match service
             .delete_account(&auth.0, &body.0.password.0, client.0)
             .await
         {
-            Ok(()) => DeleteAccountResponse::NoContent,
+            Ok(()) => Ok(DeleteAccountResponse::NoContent),
             Err(err) => err.into(),
         }
     }

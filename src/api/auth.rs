@@ -7,6 +7,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme, Tags, auth::Bearer};
 use uuid::Uuid;
 
+use super::failures::{Answer, BearerFailure, BearerPostFailure, BodyFailure};
 use super::problem::{Problem, ProblemType, internal, problem_of, www_authenticate};
 use super::strict::StrictString;
 use crate::domain::{
@@ -92,46 +93,35 @@ pub enum RegisterResponse {
     /// The account was created.
     #[oai(status = 201)]
     Created(Json<UserBody>),
-    /// Malformed JSON, missing fields or wrong types.
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
     /// The email is already registered (case-insensitive).
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
-    /// The body is larger than 16 KiB.
-    #[oai(status = 413, content_type = "application/problem+json")]
-    PayloadTooLarge(Json<Problem>),
     /// Invalid email (at most 254 characters) or password (8 to 1024 characters).
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
-    /// Too many requests from this client address.
-    #[oai(status = 429, content_type = "application/problem+json")]
-    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
-    /// Server failure.
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
     /// Too many passwords being hashed; retry after the given seconds.
     #[oai(status = 503, content_type = "application/problem+json")]
     Overloaded(Json<Problem>, #[oai(header = "Retry-After")] u64),
 }
 
-impl From<RegisterError> for RegisterResponse {
+impl From<RegisterError> for Answer<RegisterResponse> {
     fn from(err: RegisterError) -> Self {
-        match err {
+        let problem = |kind| Json(problem_of(kind, &err));
+        Ok(match err {
             RegisterError::InvalidEmail(_) => {
-                Self::Unprocessable(Json(problem_of(ProblemType::InvalidEmail, &err)))
+                RegisterResponse::Unprocessable(problem(ProblemType::InvalidEmail))
             }
             RegisterError::InvalidPassword(_) => {
-                Self::Unprocessable(Json(problem_of(ProblemType::InvalidPassword, &err)))
+                RegisterResponse::Unprocessable(problem(ProblemType::InvalidPassword))
             }
             RegisterError::EmailTaken => {
-                Self::Conflict(Json(problem_of(ProblemType::EmailTaken, &err)))
+                RegisterResponse::Conflict(problem(ProblemType::EmailTaken))
             }
             RegisterError::Overloaded => {
-                Self::Overloaded(Json(problem_of(ProblemType::Overloaded, &err)), 1)
+                RegisterResponse::Overloaded(problem(ProblemType::Overloaded), 1)
             }
-            RegisterError::Fault(fault) => Self::Internal(Json(internal(&fault))),
-        }
+            RegisterError::Fault(fault) => return Err(fault.into()),
+        })
     }
 }
 
@@ -141,53 +131,48 @@ pub enum TokenResponse {
     /// A new token pair.
     #[oai(status = 200)]
     Ok(Json<TokenPairBody>, #[oai(header = "Cache-Control")] String),
-    /// Malformed JSON, missing fields or wrong types.
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
     /// Wrong credentials, or a refresh token that is unknown, expired, spent or revoked.
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
-    /// The body is larger than 16 KiB.
-    #[oai(status = 413, content_type = "application/problem+json")]
-    PayloadTooLarge(Json<Problem>),
-    /// Too many requests from this client address, or (login) too many failed logins
-    /// for this account from it.
-    #[oai(status = 429, content_type = "application/problem+json")]
-    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
-    /// Server failure.
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
     /// Too many passwords being hashed; retry after the given seconds.
     #[oai(status = 503, content_type = "application/problem+json")]
     Overloaded(Json<Problem>, #[oai(header = "Retry-After")] u64),
 }
 
-impl From<LoginError> for TokenResponse {
+impl TokenResponse {
+    fn issued(pair: domain::TokenPair) -> Answer<Self> {
+        Ok(Self::Ok(Json(pair.into()), NO_STORE.to_owned()))
+    }
+}
+
+impl From<LoginError> for Answer<TokenResponse> {
     fn from(err: LoginError) -> Self {
         match err {
             // One message for unknown account and wrong password.
-            LoginError::InvalidCredentials => Self::Unauthorized(Json(
+            LoginError::InvalidCredentials => Ok(TokenResponse::Unauthorized(Json(
                 ProblemType::InvalidCredentials.problem("The email or password is wrong."),
-            )),
-            LoginError::Throttled(retry) => Self::TooManyRequests(
+            ))),
+            LoginError::Throttled(retry) => Err(BodyFailure::TooManyRequests(
                 Json(problem_of(ProblemType::TooManyRequests, &err)),
                 retry.secs(),
-            ),
-            LoginError::Overloaded => {
-                Self::Overloaded(Json(problem_of(ProblemType::Overloaded, &err)), 1)
-            }
-            LoginError::Fault(fault) => Self::Internal(Json(internal(&fault))),
+            )),
+            LoginError::Overloaded => Ok(TokenResponse::Overloaded(
+                Json(problem_of(ProblemType::Overloaded, &err)),
+                1,
+            )),
+            LoginError::Fault(fault) => Err(fault.into()),
         }
     }
 }
 
-impl From<RefreshError> for TokenResponse {
+impl From<RefreshError> for Answer<TokenResponse> {
     fn from(err: RefreshError) -> Self {
         match err {
-            RefreshError::InvalidRefreshToken => {
-                Self::Unauthorized(Json(problem_of(ProblemType::InvalidRefreshToken, &err)))
-            }
-            RefreshError::Fault(fault) => Self::Internal(Json(internal(&fault))),
+            RefreshError::InvalidRefreshToken => Ok(TokenResponse::Unauthorized(Json(problem_of(
+                ProblemType::InvalidRefreshToken,
+                &err,
+            )))),
+            RefreshError::Fault(fault) => Err(fault.into()),
         }
     }
 }
@@ -197,18 +182,6 @@ pub enum RevokeResponse {
     /// The token's session has ended (also answered for an unknown token, RFC 7009).
     #[oai(status = 204)]
     NoContent,
-    /// Malformed JSON, missing fields or wrong types.
-    #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(Json<Problem>),
-    /// The body is larger than 16 KiB.
-    #[oai(status = 413, content_type = "application/problem+json")]
-    PayloadTooLarge(Json<Problem>),
-    /// Too many requests from this client address.
-    #[oai(status = 429, content_type = "application/problem+json")]
-    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
-    /// Server failure.
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
 }
 
 #[derive(ApiResponse)]
@@ -216,17 +189,6 @@ pub enum LogoutAllResponse {
     /// Every session of the user has ended.
     #[oai(status = 204)]
     NoContent,
-    /// Too many requests from this client address.
-    #[oai(status = 429, content_type = "application/problem+json")]
-    #[allow(dead_code)] // answered by the rate-limit middleware; declared for the spec
-    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
-    /// Missing or invalid access token, or its session has ended.
-    #[oai(status = 401, content_type = "application/problem+json")]
-    #[allow(dead_code)] // answered by the BearerAuth checker; declared for the spec
-    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
-    /// Server failure.
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
 }
 
 #[derive(ApiResponse)]
@@ -234,13 +196,6 @@ pub enum MeResponse {
     /// The authenticated user (a user's data: never cached).
     #[oai(status = 200)]
     Ok(Json<UserBody>, #[oai(header = "Cache-Control")] String),
-    /// Missing or invalid access token, or its session has ended.
-    #[oai(status = 401, content_type = "application/problem+json")]
-    #[allow(dead_code)] // answered by the BearerAuth checker; declared for the spec
-    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
-    /// Server failure.
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
 }
 
 /// An access token from login or refresh, whose session is still live.
@@ -294,10 +249,10 @@ impl AuthApi {
         service: Data<&Arc<AuthService>>,
         client: Data<&Client>,
         body: Json<Credentials>,
-    ) -> RegisterResponse {
+    ) -> Answer<RegisterResponse> {
         let Json(Credentials { email, password }) = body;
         match service.register(&email.0, password.0, client.0).await {
-            Ok(user) => RegisterResponse::Created(Json(user.into())),
+            Ok(user) => Ok(RegisterResponse::Created(Json(user.into()))),
             Err(err) => err.into(),
         }
     }
@@ -309,10 +264,10 @@ impl AuthApi {
         service: Data<&Arc<AuthService>>,
         client: Data<&Client>,
         body: Json<Credentials>,
-    ) -> TokenResponse {
+    ) -> Answer<TokenResponse> {
         let Json(Credentials { email, password }) = body;
         match service.login(&email.0, password.0, client.0).await {
-            Ok(pair) => TokenResponse::Ok(Json(pair.into()), NO_STORE.to_owned()),
+            Ok(pair) => TokenResponse::issued(pair),
             Err(err) => err.into(),
         }
     }
@@ -327,9 +282,9 @@ impl AuthApi {
         service: Data<&Arc<AuthService>>,
         client: Data<&Client>,
         body: Json<RefreshTokenRequest>,
-    ) -> TokenResponse {
+    ) -> Answer<TokenResponse> {
         match service.refresh(&body.0.refresh_token.0, client.0).await {
-            Ok(pair) => TokenResponse::Ok(Json(pair.into()), NO_STORE.to_owned()),
+            Ok(pair) => TokenResponse::issued(pair),
             Err(err) => err.into(),
         }
     }
@@ -341,11 +296,9 @@ impl AuthApi {
         service: Data<&Arc<AuthService>>,
         client: Data<&Client>,
         body: Json<RefreshTokenRequest>,
-    ) -> RevokeResponse {
-        match service.revoke(&body.0.refresh_token.0, client.0).await {
-            Ok(()) => RevokeResponse::NoContent,
-            Err(fault) => RevokeResponse::Internal(Json(internal(&fault))),
-        }
+    ) -> Answer<RevokeResponse> {
+        service.revoke(&body.0.refresh_token.0, client.0).await?;
+        Ok(RevokeResponse::NoContent)
     }
 
     /// End every session of the authenticated user.
@@ -355,16 +308,17 @@ impl AuthApi {
         service: Data<&Arc<AuthService>>,
         client: Data<&Client>,
         auth: BearerAuth,
-    ) -> LogoutAllResponse {
-        match service.logout_all(auth.0.user.id, client.0).await {
-            Ok(()) => LogoutAllResponse::NoContent,
-            Err(fault) => LogoutAllResponse::Internal(Json(internal(&fault))),
-        }
+    ) -> Answer<LogoutAllResponse, BearerPostFailure> {
+        service.logout_all(auth.0.user.id, client.0).await?;
+        Ok(LogoutAllResponse::NoContent)
     }
 
     /// The authenticated user.
     #[oai(path = "/me", method = "get")]
-    async fn me(&self, auth: BearerAuth) -> MeResponse {
-        MeResponse::Ok(Json(auth.0.user.into()), NO_STORE.to_owned())
+    async fn me(&self, auth: BearerAuth) -> Answer<MeResponse, BearerFailure> {
+        Ok(MeResponse::Ok(
+            Json(auth.0.user.into()),
+            NO_STORE.to_owned(),
+        ))
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod auth;
+pub mod failures;
 pub mod health;
 pub mod problem;
 pub mod routes;

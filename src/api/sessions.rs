@@ -9,7 +9,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
 use super::auth::{ApiTags, BearerAuth, NO_STORE};
-use super::problem::{Problem, ProblemType, internal, problem_of};
+use super::failures::{Answer, BearerFailure, BearerPostFailure};
+use super::problem::{Problem, ProblemType, problem_of};
 use crate::domain::{AuthService, Client, EndSessionError, Session};
 
 /// A live session of the caller.
@@ -57,13 +58,6 @@ pub enum SessionsResponse {
     /// The caller's live sessions (a user's data: never cached).
     #[oai(status = 200)]
     Ok(Json<SessionList>, #[oai(header = "Cache-Control")] String),
-    /// Missing or invalid access token, or its session has ended.
-    #[oai(status = 401, content_type = "application/problem+json")]
-    #[allow(dead_code)] // answered by the BearerAuth checker; declared for the spec
-    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
-    /// Server failure.
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
 }
 
 #[derive(ApiResponse)]
@@ -76,25 +70,19 @@ pub enum EndSessionResponse {
     #[allow(dead_code)]
     // answered by the catch-all for a malformed path; declared for the spec
     BadRequest(Json<Problem>),
-    /// Missing or invalid access token, or its session has ended.
-    #[oai(status = 401, content_type = "application/problem+json")]
-    #[allow(dead_code)] // answered by the BearerAuth checker; declared for the spec
-    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
     /// Not a live session of the caller.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
-    /// Server failure.
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
 }
 
-impl From<EndSessionError> for EndSessionResponse {
+impl From<EndSessionError> for Answer<EndSessionResponse, BearerFailure> {
     fn from(err: EndSessionError) -> Self {
         match err {
-            EndSessionError::NotFound => {
-                Self::NotFound(Json(problem_of(ProblemType::NotFound, &err)))
-            }
-            EndSessionError::Fault(fault) => Self::Internal(Json(internal(&fault))),
+            EndSessionError::NotFound => Ok(EndSessionResponse::NotFound(Json(problem_of(
+                ProblemType::NotFound,
+                &err,
+            )))),
+            EndSessionError::Fault(fault) => Err(fault.into()),
         }
     }
 }
@@ -104,17 +92,6 @@ pub enum LogoutOthersResponse {
     /// Every other session of the user has ended; the caller's keeps working.
     #[oai(status = 204)]
     NoContent,
-    /// Missing or invalid access token, or its session has ended.
-    #[oai(status = 401, content_type = "application/problem+json")]
-    #[allow(dead_code)] // answered by the BearerAuth checker; declared for the spec
-    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
-    /// Too many requests from this client address.
-    #[oai(status = 429, content_type = "application/problem+json")]
-    #[allow(dead_code)] // answered by the rate-limit middleware; declared for the spec
-    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
-    /// Server failure.
-    #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(Json<Problem>),
 }
 
 pub struct SessionsApi;
@@ -123,20 +100,22 @@ pub struct SessionsApi;
 impl SessionsApi {
     /// The caller's live sessions, most recently used first.
     #[oai(path = "/sessions", method = "get")]
-    async fn list(&self, service: Data<&Arc<AuthService>>, auth: BearerAuth) -> SessionsResponse {
+    async fn list(
+        &self,
+        service: Data<&Arc<AuthService>>,
+        auth: BearerAuth,
+    ) -> Answer<SessionsResponse, BearerFailure> {
         let current = auth.0.claims.sid;
-        match service.sessions_of(&auth.0).await {
-            Ok(sessions) => SessionsResponse::Ok(
-                Json(SessionList {
-                    sessions: sessions
-                        .into_iter()
-                        .map(|session| SessionBody::new(session, current))
-                        .collect(),
-                }),
-                NO_STORE.to_owned(),
-            ),
-            Err(fault) => SessionsResponse::Internal(Json(internal(&fault))),
-        }
+        let sessions = service.sessions_of(&auth.0).await?;
+        Ok(SessionsResponse::Ok(
+            Json(SessionList {
+                sessions: sessions
+                    .into_iter()
+                    .map(|session| SessionBody::new(session, current))
+                    .collect(),
+            }),
+            NO_STORE.to_owned(),
+        ))
     }
 
     /// End one of the caller's sessions (the current one included).
@@ -147,9 +126,9 @@ impl SessionsApi {
         client: Data<&Client>,
         auth: BearerAuth,
         id: Path<Uuid>,
-    ) -> EndSessionResponse {
+    ) -> Answer<EndSessionResponse, BearerFailure> {
         match service.end_session(&auth.0, id.0, client.0).await {
-            Ok(()) => EndSessionResponse::NoContent,
+            Ok(()) => Ok(EndSessionResponse::NoContent),
             Err(err) => err.into(),
         }
     }
@@ -161,10 +140,8 @@ impl SessionsApi {
         service: Data<&Arc<AuthService>>,
         client: Data<&Client>,
         auth: BearerAuth,
-    ) -> LogoutOthersResponse {
-        match service.logout_others(&auth.0, client.0).await {
-            Ok(()) => LogoutOthersResponse::NoContent,
-            Err(fault) => LogoutOthersResponse::Internal(Json(internal(&fault))),
-        }
+    ) -> Answer<LogoutOthersResponse, BearerPostFailure> {
+        service.logout_others(&auth.0, client.0).await?;
+        Ok(LogoutOthersResponse::NoContent)
     }
 }
