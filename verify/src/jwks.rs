@@ -41,7 +41,9 @@ impl Default for JwksOptions {
     }
 }
 
-const NO_KEYS_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// How soon a verifier that has no keys at all tries again (whatever the refetch
+/// interval); the extractors' 503 says so in `Retry-After`.
+pub(crate) const NO_KEYS_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 struct FetchState {
     last_attempt: Option<Instant>,

@@ -87,7 +87,8 @@ impl Rejection {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
         if kind == ProblemType::Unavailable {
-            headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
+            let retry_after = crate::jwks::NO_KEYS_RETRY_INTERVAL.as_secs().max(1);
+            headers.insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after));
         }
         response
     }
@@ -228,5 +229,21 @@ impl<T: HasAccessClaims> RequireScope for T {
         } else {
             Err(Rejection::InsufficientScope(scope))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_503_asks_to_retry_when_the_verifier_itself_retries() {
+        let response = Rejection::InvalidToken(VerifyError::KeysUnavailable).to_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let retry_after = response.headers()[header::RETRY_AFTER].to_str().unwrap();
+        assert_eq!(
+            retry_after.parse::<u64>().unwrap(),
+            crate::jwks::NO_KEYS_RETRY_INTERVAL.as_secs()
+        );
     }
 }
