@@ -1,15 +1,12 @@
-//! Accounts: register and log in, with the rules emails and passwords follow.
+//! Accounts: registration, and the rules emails and passwords follow.
 
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use uuid::Uuid;
 
-use super::credentials::PasswordCheck;
-use super::types::{Account, AuditEntry, AuditEvent, Session, UnixMillis, User};
-use super::{AuthService, Client, Fault, TokenPair};
-use crate::crypto::refresh;
-use crate::store::{PasswordSwap, StoreError};
-use crate::throttle::RetryAfter;
+use super::types::{Account, AuditEntry, AuditEvent, UnixMillis, User};
+use super::{AuthService, Client, Fault};
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
@@ -25,22 +22,8 @@ pub enum RegisterError {
     Fault(Fault),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum LoginError {
-    /// Unknown account and wrong password alike.
-    #[error("wrong email or password")]
-    InvalidCredentials,
-    #[error("too many failed logins for this account from this address")]
-    Throttled(RetryAfter),
-    #[error("the server is busy hashing passwords; retry shortly")]
-    Overloaded,
-    #[error(transparent)]
-    Fault(Fault),
-}
-
-faults_convert!(RegisterError, LoginError);
-hashing_converts!(RegisterError, LoginError);
-password_check_converts!(LoginError);
+faults_convert!(RegisterError);
+hashing_converts!(RegisterError);
 
 pub const EMAIL_MAX_CHARS: usize = 254;
 pub const PASSWORD_MIN_CHARS: usize = 8;
@@ -74,84 +57,6 @@ impl AuthService {
             Err(StoreError::Duplicate) => Err(RegisterError::EmailTaken),
             Err(err) => Err(err.into()),
         }
-    }
-
-    /// Unknown accounts and wrong passwords take the same path: one argon2 verification
-    /// (against a dummy hash for the former) and the same error.
-    /// A throttled (account, address) is refused before any hashing.
-    pub async fn login(
-        &self,
-        email: &str,
-        password: String,
-        client: &Client,
-    ) -> Result<TokenPair, LoginError> {
-        let result = self.login_unmetered(email, password, client).await;
-        self.metrics.login(match &result {
-            Ok(_) => "ok",
-            Err(LoginError::InvalidCredentials) => "invalid_credentials",
-            Err(LoginError::Throttled(_)) => "throttled",
-            Err(LoginError::Overloaded) => "overloaded",
-            Err(LoginError::Fault(_)) => "error",
-        });
-        result
-    }
-
-    async fn login_unmetered(
-        &self,
-        email: &str,
-        password: String,
-        client: &Client,
-    ) -> Result<TokenPair, LoginError> {
-        let email = normalize_email(email);
-        let actor = client.actor();
-        let (account, upgraded_hash) = match self
-            .check_password_throttled(&email, &password, client)
-            .await?
-        {
-            PasswordCheck::Right {
-                account,
-                needs_rehash,
-            } => {
-                let upgraded_hash = match needs_rehash {
-                    true => Some(self.hasher.hash(normalize_password(&password)).await?),
-                    false => None,
-                };
-                (account, upgraded_hash)
-            }
-            PasswordCheck::Wrong => return Err(LoginError::InvalidCredentials),
-        };
-        let user = &account.user;
-
-        let now = UnixMillis::now();
-        let session = Session {
-            id: Uuid::new_v4(),
-            user_id: user.id,
-            created_at: now,
-            expires_at: now.plus_secs(self.policy.session_ttl_secs),
-            refreshed_at: None,
-            revoked_at: None,
-            client: actor.clone(),
-        };
-        let (refresh_token, hash) = refresh::generate();
-        let new_token = self.new_refresh_token(hash, &session, now);
-        let refresh_expires_at = new_token.expires_at;
-        let started = AuditEntry::new(AuditEvent::Login, &actor, now)
-            .user(user.id)
-            .session(session.id);
-        let password = PasswordSwap {
-            user_id: user.id,
-            checked: &account.password_hash,
-            new: upgraded_hash.as_deref().unwrap_or(&account.password_hash),
-        };
-        // A password change or deletion that committed since the check wins.
-        if !self
-            .store
-            .start_session(&session, new_token, password, &started)
-            .await?
-        {
-            return Err(LoginError::InvalidCredentials);
-        }
-        Ok(self.token_pair(&session, refresh_token, refresh_expires_at, now)?)
     }
 }
 

@@ -1,10 +1,13 @@
-//! What needs the account's password: the throttled check that login, change password
-//! and delete account share, and the latter two.
+//! What proves the account's password: log in, change the password, delete the account,
+//! and the throttled check the three share.
 
-use super::accounts::{normalize_password, validate_email, validate_password};
-use super::types::{Account, AuditEntry, AuditEvent, UnixMillis};
-use super::{AuthService, Authenticated, Client, Fault};
+use uuid::Uuid;
+
+use super::accounts::{normalize_email, normalize_password, validate_email, validate_password};
+use super::types::{Account, AuditEntry, AuditEvent, Session, UnixMillis};
+use super::{AuthService, Authenticated, Client, Fault, TokenPair};
 use crate::crypto::password::Verified;
+use crate::crypto::refresh;
 use crate::store::{PasswordChange, PasswordSwap};
 use crate::throttle::RetryAfter;
 
@@ -19,8 +22,22 @@ pub enum PasswordCheckError {
     Fault(Fault),
 }
 
-faults_convert!(PasswordCheckError);
-hashing_converts!(PasswordCheckError);
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown account and wrong password alike.
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error("too many failed logins for this account from this address")]
+    Throttled(RetryAfter),
+    #[error("the server is busy hashing passwords; retry shortly")]
+    Overloaded,
+    #[error(transparent)]
+    Fault(Fault),
+}
+
+faults_convert!(PasswordCheckError, LoginError);
+hashing_converts!(PasswordCheckError, LoginError);
+password_check_converts!(LoginError);
 
 /// Whether the password was the account's.
 pub(super) enum PasswordCheck {
@@ -65,6 +82,84 @@ hashing_converts!(ChangePasswordError, DeleteAccountError);
 password_check_converts!(ChangePasswordError, DeleteAccountError);
 
 impl AuthService {
+    /// Unknown accounts and wrong passwords take the same path: one argon2 verification
+    /// (against a dummy hash for the former) and the same error.
+    /// A throttled (account, address) is refused before any hashing.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: String,
+        client: &Client,
+    ) -> Result<TokenPair, LoginError> {
+        let result = self.login_unmetered(email, password, client).await;
+        self.metrics.login(match &result {
+            Ok(_) => "ok",
+            Err(LoginError::InvalidCredentials) => "invalid_credentials",
+            Err(LoginError::Throttled(_)) => "throttled",
+            Err(LoginError::Overloaded) => "overloaded",
+            Err(LoginError::Fault(_)) => "error",
+        });
+        result
+    }
+
+    async fn login_unmetered(
+        &self,
+        email: &str,
+        password: String,
+        client: &Client,
+    ) -> Result<TokenPair, LoginError> {
+        let email = normalize_email(email);
+        let actor = client.actor();
+        let (account, upgraded_hash) = match self
+            .check_password_throttled(&email, &password, client)
+            .await?
+        {
+            PasswordCheck::Right {
+                account,
+                needs_rehash,
+            } => {
+                let upgraded_hash = match needs_rehash {
+                    true => Some(self.hasher.hash(normalize_password(&password)).await?),
+                    false => None,
+                };
+                (account, upgraded_hash)
+            }
+            PasswordCheck::Wrong => return Err(LoginError::InvalidCredentials),
+        };
+        let user = &account.user;
+
+        let now = UnixMillis::now();
+        let session = Session {
+            id: Uuid::new_v4(),
+            user_id: user.id,
+            created_at: now,
+            expires_at: now.plus_secs(self.policy.session_ttl_secs),
+            refreshed_at: None,
+            revoked_at: None,
+            client: actor.clone(),
+        };
+        let (refresh_token, hash) = refresh::generate();
+        let new_token = self.new_refresh_token(hash, &session, now);
+        let refresh_expires_at = new_token.expires_at;
+        let started = AuditEntry::new(AuditEvent::Login, &actor, now)
+            .user(user.id)
+            .session(session.id);
+        let password = PasswordSwap {
+            user_id: user.id,
+            checked: &account.password_hash,
+            new: upgraded_hash.as_deref().unwrap_or(&account.password_hash),
+        };
+        // A password change or deletion that committed since the check wins.
+        if !self
+            .store
+            .start_session(&session, new_token, password, &started)
+            .await?
+        {
+            return Err(LoginError::InvalidCredentials);
+        }
+        Ok(self.token_pair(&session, refresh_token, refresh_expires_at, now)?)
+    }
+
     /// Checks `password` against the account of `email` under the failed-login throttle:
     /// the attempt is reserved before any hashing, so concurrent guesses cannot all slip
     /// past the limit while the first ones are being hashed; a wrong password keeps its

@@ -1,4 +1,5 @@
-//! The use cases, one file per family: [`accounts`] (register, login), [`sessions`]
+//! The use cases, one file per family: [`accounts`] (register; email and password
+//! rules), [`credentials`] (log in, change password, delete account), [`sessions`]
 //! (refresh, revoke, logout, Bearer authentication) and [`keys`] (the signing key ring).
 //! Knows nothing of HTTP.
 
@@ -71,8 +72,8 @@ use crate::store::{Store, StoreError};
 use crate::throttle::Throttle;
 use keys::KeyRing;
 
-pub use accounts::{LoginError, RegisterError, normalize_email, normalize_password};
-pub use credentials::{ChangePasswordError, DeleteAccountError};
+pub use accounts::{RegisterError, normalize_email, normalize_password};
+pub use credentials::{ChangePasswordError, DeleteAccountError, LoginError};
 pub use sessions::{AuthenticateError, EndSessionError, RefreshError};
 use types::NewRefreshToken;
 pub use types::{Actor, Session, UnixMillis, User};

@@ -11,6 +11,7 @@ mod batch;
 pub mod entities;
 mod keys;
 mod maintenance;
+mod passwords;
 mod rotation;
 mod sessions;
 mod users;
@@ -30,8 +31,9 @@ use entities::refresh_tokens::Model as RefreshTokenRow;
 use entities::sessions::Model as SessionRow;
 use entities::signing_keys::Model as SigningKeyRow;
 use entities::users::Model as UserRow;
+pub use passwords::PasswordSwap;
 pub use rotation::Rotation;
-pub use users::{PasswordChange, PasswordSwap};
+pub use users::PasswordChange;
 
 use rotation::{RotationBatcher, rotate_on_sqlite};
 use sessions::{SessionUserQuery, live_session_users};

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::audit::{recorded_ip, recorded_user_agent};
 use super::entities::{refresh_tokens, sessions, users};
-use super::users::{PasswordSwap, swap_password_hash};
+use super::passwords::{PasswordSwap, swap_password_hash};
 use super::{RefreshTokenRow, Result, SessionRow, Store, millis};
 use crate::domain::types::{
     Actor, AuditEntry, NewRefreshToken, RefreshToken, Session, UnixMillis, User,

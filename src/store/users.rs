@@ -6,9 +6,9 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
 use uuid::Uuid;
 
+use super::passwords::{PasswordSwap, swap_password_hash};
 use super::sessions::revoke_user_sessions;
 
-use sea_orm::DbErr;
 use sea_orm::sea_query::Query;
 
 use super::entities::{refresh_tokens, sessions, users};
@@ -37,15 +37,6 @@ impl Store {
             .await?
             .map(Account::from))
     }
-}
-
-/// The password hash a request checked, and the one to store in its place (the same,
-/// or a new one).
-#[derive(Debug, Clone, Copy)]
-pub struct PasswordSwap<'a> {
-    pub user_id: Uuid,
-    pub checked: &'a str,
-    pub new: &'a str,
 }
 
 /// What became of a password change.
@@ -123,22 +114,6 @@ impl Store {
         work.commit(Some(audit)).await?;
         Ok(true)
     }
-}
-
-/// Replaces the checked password hash, only if it is still the stored one: a change
-/// that committed meanwhile wins, and this request is answered as if its password were
-/// wrong. Also locks the user's row for the rest of the transaction.
-pub(super) async fn swap_password_hash(
-    db: &impl sea_orm::ConnectionTrait,
-    swap: PasswordSwap<'_>,
-) -> Result<bool, DbErr> {
-    let swapped = users::Entity::update_many()
-        .col_expr(users::Column::PasswordHash, Expr::value(swap.new))
-        .filter(users::Column::Id.eq(swap.user_id))
-        .filter(users::Column::PasswordHash.eq(swap.checked))
-        .exec(db)
-        .await?;
-    Ok(swapped.rows_affected == 1)
 }
 
 impl From<UserRow> for Account {
