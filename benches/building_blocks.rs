@@ -25,6 +25,7 @@ fn claims() -> AccessClaims {
         nbf: now,
         jti: Uuid::new_v4(),
         sid: Uuid::new_v4(),
+        email_verified: false,
         scope: None,
     }
 }

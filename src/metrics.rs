@@ -24,6 +24,7 @@ pub struct Metrics {
     logins: IntCounterVec,
     refreshes: IntCounterVec,
     revocations: IntCounterVec,
+    messages: IntCounterVec,
     gauges: IntGaugeVec,
 }
 
@@ -63,6 +64,14 @@ impl Metrics {
             &["cause"],
         )
         .expect("metric");
+        let messages = IntCounterVec::new(
+            Opts::new(
+                "messages_total",
+                "Password-reset and verification messages by kind and outcome",
+            ),
+            &["kind", "outcome"],
+        )
+        .expect("metric");
         let gauges = IntGaugeVec::new(
             Opts::new(
                 "pool",
@@ -77,6 +86,7 @@ impl Metrics {
             Box::new(logins.clone()),
             Box::new(refreshes.clone()),
             Box::new(revocations.clone()),
+            Box::new(messages.clone()),
             Box::new(gauges.clone()),
         ] {
             registry.register(collector).expect("unique metric");
@@ -88,6 +98,7 @@ impl Metrics {
             logins,
             refreshes,
             revocations,
+            messages,
             gauges,
         }
     }
@@ -119,6 +130,12 @@ impl Metrics {
         self.revocations
             .with_label_values(&[cause])
             .inc_by(sessions);
+    }
+
+    /// `kind`: `password_reset` or `email_verification`; `outcome`: `queued`,
+    /// `delivered`, `failed` (an attempt; it is retried) or `expired` (given up).
+    pub fn message(&self, kind: &str, outcome: &str) {
+        self.messages.with_label_values(&[kind, outcome]).inc();
     }
 
     pub fn set_pool(&self, pool: &str, state: &str, value: usize) {

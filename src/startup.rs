@@ -9,14 +9,17 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use authgate_verify::Verifier;
 use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
 
 use crate::api;
-use crate::config::{Config, SecretUrl};
+use crate::config::{Config, DeliverySettings, SecretUrl};
 use crate::crypto::master::MasterKeys;
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::signing::SigningKey;
+use crate::delivery::{self, Channel, Deliverer, Links};
 use crate::domain::keys::KeyRing;
-use crate::domain::{AuthService, TokenPolicy, UnixMillis};
+use crate::domain::recovery::{self, Messaging};
+use crate::domain::{Actor, AuthService, TokenPolicy, UnixMillis};
 use crate::metrics::Metrics;
 use crate::server::{self, ConnectionLimits};
 use crate::store::{self, SqliteLocation, Store};
@@ -36,6 +39,9 @@ pub struct Application {
     reuse_grace_secs: u64,
     key_reload_interval: Duration,
     audit_retention_days: u64,
+    /// With a delivery channel: the outbox worker and the forgot-password queue.
+    deliverer: Option<Deliverer>,
+    forgot_requests: Option<mpsc::Receiver<(String, Actor)>>,
 }
 
 impl Application {
@@ -47,6 +53,13 @@ impl Application {
             None => None,
         };
         let master = master_keys(config)?;
+        let delivery = config.messages.delivery().map_err(|e| anyhow!(e))?;
+        if delivery.is_some() && master.is_none() {
+            anyhow::bail!(
+                "AUTHGATE_MASTER_KEY_FILE is required with PostgreSQL and a delivery channel: \
+                 the tokens of pending messages are encrypted under it"
+            );
+        }
         if master.is_none() && file_key.is_none() {
             anyhow::bail!(
                 "AUTHGATE_MASTER_KEY_FILE is required with PostgreSQL: the signing keys kept \
@@ -72,7 +85,7 @@ impl Application {
             KeyRing::load(
                 store.clone(),
                 file_key,
-                master,
+                master.clone(),
                 verifier.clone(),
                 config.access_ttl,
                 Duration::from_secs(config.key_reload_interval),
@@ -102,6 +115,30 @@ impl Application {
             .context("AUTHGATE_REDIS_URL: cannot connect")?,
         );
         let metrics = Arc::new(Metrics::new());
+        let (mut deliverer, mut forgot_requests, mut messaging) = (None, None, None);
+        if let (Some(settings), Some(master)) = (delivery, master) {
+            let queued = Arc::new(Notify::new());
+            let (forgot, requests) = mpsc::channel(recovery::FORGOT_QUEUE);
+            deliverer = Some(Deliverer {
+                store: store.clone(),
+                channel: channel(settings)?,
+                master: master.clone(),
+                links: Links {
+                    reset: config.messages.reset_url.clone(),
+                    verify: config.messages.verify_url.clone(),
+                },
+                metrics: metrics.clone(),
+                queued: queued.clone(),
+            });
+            forgot_requests = Some(requests);
+            messaging = Some(Messaging {
+                master,
+                reset_ttl_secs: config.messages.reset_token_ttl,
+                verification_ttl_secs: config.messages.verification_token_ttl,
+                queued,
+                forgot,
+            });
+        }
         let service = Arc::new(AuthService {
             store: store.clone(),
             hasher,
@@ -110,6 +147,8 @@ impl Application {
             throttle: throttle.clone(),
             metrics: metrics.clone(),
             policy,
+            messaging,
+            require_verified_email: config.messages.require_verified_email,
         });
 
         let listener = TcpListener::bind(config.listen)
@@ -140,6 +179,8 @@ impl Application {
             reuse_grace_secs: config.refresh_reuse_grace,
             key_reload_interval: Duration::from_secs(config.key_reload_interval),
             audit_retention_days: config.audit_retention,
+            deliverer,
+            forgot_requests,
         })
     }
 
@@ -159,7 +200,7 @@ impl Application {
     }
 
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let background = [
+        let mut background = vec![
             tokio::spawn(reload_keys(
                 self.state.keys.clone(),
                 self.key_reload_interval,
@@ -174,6 +215,13 @@ impl Application {
                 self.reuse_grace_secs,
             )),
         ];
+        if let Some(deliverer) = self.deliverer {
+            background.push(tokio::spawn(deliverer.run()));
+        }
+        if let Some(requests) = self.forgot_requests {
+            let service = self.state.service.clone();
+            background.push(tokio::spawn(service.answer_forgot_requests(requests)));
+        }
         tracing::info!(addr = %self.local_addr, "serving");
         let served = server::serve(
             self.listener,
@@ -188,6 +236,41 @@ impl Application {
         }
         served.context("serving HTTP")
     }
+}
+
+/// The delivery channel of the (checked) settings.
+fn channel(settings: DeliverySettings) -> anyhow::Result<Channel> {
+    Ok(match settings {
+        DeliverySettings::Webhook { url, secret } => Channel::Webhook {
+            client: reqwest::Client::builder()
+                .timeout(delivery::ATTEMPT_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .context("AUTHGATE_DELIVERY_WEBHOOK_URL: cannot build an HTTP client")?,
+            url,
+            secret,
+        },
+        DeliverySettings::Smtp { url, from } => {
+            // lettre reads `?tls=required|opportunistic` and plain `smtp://` as no TLS;
+            // the contract also spells that out as `tls=none`.
+            let url = url
+                .replace("?tls=none&", "?")
+                .replace("?tls=none", "")
+                .replace("&tls=none", "");
+            let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(&url)
+                .map_err(|e| anyhow!("AUTHGATE_SMTP_URL: {e}"))?
+                .timeout(Some(delivery::ATTEMPT_TIMEOUT))
+                .build();
+            let from = from
+                .parse()
+                .map_err(|e| anyhow!("AUTHGATE_MAIL_FROM: not a mail address: {e}"))?;
+            Channel::Smtp { transport, from }
+        }
+        DeliverySettings::File(path) => Channel::File {
+            path,
+            lock: tokio::sync::Mutex::new(()),
+        },
+    })
 }
 
 /// The master keys: from `AUTHGATE_MASTER_KEY_FILE`, or for a SQLite file from

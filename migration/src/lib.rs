@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261127_000001_create_schema;
 mod m20261202_000001_signing_key_lifecycle;
 mod m20261202_000002_session_client;
+mod m20261202_000003_account_messages;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_create_schema::Migration),
             Box::new(m20261202_000001_signing_key_lifecycle::Migration),
             Box::new(m20261202_000002_session_client::Migration),
+            Box::new(m20261202_000003_account_messages::Migration),
         ]
     }
 }

@@ -45,6 +45,8 @@ pub struct UserBody {
     pub email: String,
     /// RFC 3339.
     pub created_at: String,
+    /// Whether a verification or reset token sent to `email` was used.
+    pub email_verified: bool,
 }
 
 impl From<domain::User> for UserBody {
@@ -54,6 +56,7 @@ impl From<domain::User> for UserBody {
             id: user.id,
             email: user.email,
             created_at,
+            email_verified: user.email_verified,
         }
     }
 }
@@ -134,6 +137,10 @@ pub enum TokenResponse {
     /// Wrong credentials, or a refresh token that is unknown, expired, spent or revoked.
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
+    /// Login only, with the right password: the email is not verified yet and
+    /// `AUTHGATE_REQUIRE_VERIFIED_EMAIL` is set (`email-not-verified`).
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
     /// Too many passwords being hashed; retry after the given seconds.
     #[oai(status = 503, content_type = "application/problem+json")]
     Overloaded(Json<Problem>, #[oai(header = "Retry-After")] u64),
@@ -152,6 +159,10 @@ impl From<LoginError> for Answer<TokenResponse> {
             LoginError::InvalidCredentials => Ok(TokenResponse::Unauthorized(Json(
                 ProblemType::InvalidCredentials.problem("The email or password is wrong."),
             ))),
+            LoginError::EmailNotVerified => Ok(TokenResponse::Forbidden(Json(problem_of(
+                ProblemType::EmailNotVerified,
+                &err,
+            )))),
             LoginError::Throttled(retry) => Err(BodyFailure::TooManyRequests(
                 Json(problem_of(ProblemType::TooManyRequests, &err)),
                 retry.secs(),

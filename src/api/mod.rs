@@ -6,6 +6,7 @@ pub mod auth;
 pub mod failures;
 pub mod health;
 pub mod problem;
+pub mod recovery;
 pub mod routes;
 pub mod sessions;
 mod strict;
@@ -38,6 +39,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 type Apis = (
     auth::AuthApi,
     account::AccountApi,
+    recovery::RecoveryApi,
     sessions::SessionsApi,
     wellknown::WellKnownApi,
     health::HealthApi,
@@ -49,6 +51,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
         (
             auth::AuthApi,
             account::AccountApi,
+            recovery::RecoveryApi,
             sessions::SessionsApi,
             wellknown::WellKnownApi,
             health::HealthApi,

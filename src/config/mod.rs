@@ -4,6 +4,7 @@
 
 mod commands;
 mod file;
+mod messages;
 mod redact;
 
 use std::net::SocketAddr;
@@ -14,7 +15,8 @@ use clap::{ArgAction, Args, Parser};
 
 pub use commands::{Command, ConfigCommand, KeysCommand};
 pub use file::ConfigError;
-pub use redact::SecretUrl;
+pub use messages::{DeliverySettings, MessageConfig};
+pub use redact::{SecretText, SecretUrl};
 
 #[derive(Debug, Parser)]
 #[command(name = "authgate", version, about = "JWT authentication service")]
@@ -220,6 +222,10 @@ pub struct Config {
     )]
     pub audit_retention: u64,
 
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub messages: MessageConfig,
+
     /// Log format: `pretty` (human) or `json` (one object per line).
     #[arg(
         long,
@@ -265,6 +271,7 @@ impl Config {
                 self.key_activation_delay
             ));
         }
+        self.messages.delivery()?;
         Ok(())
     }
 }

@@ -46,6 +46,47 @@ impl serde::Serialize for SecretUrl {
     }
 }
 
+/// A secret setting (a webhook signing secret): printed as `***` everywhere;
+/// [`SecretText::expose`] is the one way to the real text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(String);
+
+impl SecretText {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretText {
+    fn from(text: String) -> Self {
+        Self(text)
+    }
+}
+
+impl From<&str> for SecretText {
+    fn from(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+}
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl fmt::Display for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl serde::Serialize for SecretText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("***")
+    }
+}
+
 /// Hides the secrets of a URL: the password of `postgres://user:secret@host/db` (an
 /// `@` inside it included) and the values of `password=`-like query parameters.
 fn redact_url(url: &str) -> String {
@@ -105,6 +146,8 @@ mod tests {
         let mut config = super::super::Config::from_env().unwrap();
         config.database_url = "postgres://app:hunter2@db:5432/auth".into();
         config.redis_url = Some("redis://:hunter2@cache:6379/0".into());
+        config.messages.delivery_webhook_secret = Some("whsec_hunter2".into());
+        config.messages.smtp_url = Some("smtp://mail:hunter2@relay:587".into());
         for printed in [
             format!("{config:?}"),
             format!("{config:#?}"),

@@ -4,7 +4,7 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use uuid::Uuid;
 
-use super::types::{Account, AuditEntry, AuditEvent, UnixMillis, User};
+use super::types::{Account, AuditEntry, AuditEvent, MessageKind, UnixMillis, User};
 use super::{AuthService, Client, Fault};
 use crate::store::StoreError;
 
@@ -46,14 +46,26 @@ impl AuthService {
                 id: Uuid::new_v4(),
                 email,
                 created_at: UnixMillis::now(),
+                email_verified: false,
             },
             password_hash,
         };
         let actor = client.actor();
-        let audit = AuditEntry::new(AuditEvent::Register, &actor, account.user.created_at)
-            .user(account.user.id);
-        match self.store.insert_user(&account, &audit).await {
-            Ok(()) => Ok(account.user),
+        let now = account.user.created_at;
+        let audit = AuditEntry::new(AuditEvent::Register, &actor, now).user(account.user.id);
+        // With a delivery channel, the new address is asked to verify itself at once.
+        let verification = self.new_message(MessageKind::EmailVerification, &account.user, now);
+        match self
+            .store
+            .insert_user(&account, verification.as_ref(), &audit)
+            .await
+        {
+            Ok(()) => {
+                if verification.is_some() {
+                    self.message_queued(MessageKind::EmailVerification);
+                }
+                Ok(account.user)
+            }
             Err(StoreError::Duplicate) => Err(RegisterError::EmailTaken),
             Err(err) => Err(err.into()),
         }

@@ -27,6 +27,9 @@ pub enum LoginError {
     /// Unknown account and wrong password alike.
     #[error("wrong email or password")]
     InvalidCredentials,
+    /// The right password, but `AUTHGATE_REQUIRE_VERIFIED_EMAIL` is set.
+    #[error("the email address of this account is not verified yet")]
+    EmailNotVerified,
     #[error("too many failed logins for this account from this address")]
     Throttled(RetryAfter),
     #[error("the server is busy hashing passwords; retry shortly")]
@@ -95,6 +98,7 @@ impl AuthService {
         self.metrics.login(match &result {
             Ok(_) => "ok",
             Err(LoginError::InvalidCredentials) => "invalid_credentials",
+            Err(LoginError::EmailNotVerified) => "email_not_verified",
             Err(LoginError::Throttled(_)) => "throttled",
             Err(LoginError::Overloaded) => "overloaded",
             Err(LoginError::Fault(_)) => "error",
@@ -127,6 +131,9 @@ impl AuthService {
             PasswordCheck::Wrong => return Err(LoginError::InvalidCredentials),
         };
         let user = &account.user;
+        if self.require_verified_email && !user.email_verified {
+            return Err(LoginError::EmailNotVerified);
+        }
 
         let now = UnixMillis::now();
         let session = Session {
@@ -157,7 +164,13 @@ impl AuthService {
         {
             return Err(LoginError::InvalidCredentials);
         }
-        Ok(self.token_pair(&session, refresh_token, refresh_expires_at, now)?)
+        Ok(self.token_pair(
+            &session,
+            user.email_verified,
+            refresh_token,
+            refresh_expires_at,
+            now,
+        )?)
     }
 
     /// Checks `password` against the account of `email` under the failed-login throttle:

@@ -1,6 +1,7 @@
 //! The use cases, one file per family: [`accounts`] (register; email and password
 //! rules), [`credentials`] (log in, change password, delete account), [`sessions`]
-//! (refresh, revoke, logout, Bearer authentication) and [`keys`] (the signing key ring).
+//! (refresh, revoke, logout, Bearer authentication), [`recovery`] (forgot / reset
+//! password, email verification) and [`keys`] (the signing key ring).
 //! Knows nothing of HTTP.
 
 /// Each use case returns its own error enum, declared beside it and holding only what
@@ -55,6 +56,7 @@ macro_rules! password_check_converts {
 pub mod accounts;
 pub mod credentials;
 pub mod keys;
+pub mod recovery;
 pub mod sessions;
 pub mod types;
 
@@ -74,6 +76,9 @@ use keys::KeyRing;
 
 pub use accounts::{RegisterError, normalize_email, normalize_password};
 pub use credentials::{ChangePasswordError, DeleteAccountError, LoginError};
+pub use recovery::{
+    ForgotPasswordError, Messaging, RequestVerificationError, ResetPasswordError, VerifyEmailError,
+};
 pub use sessions::{AuthenticateError, EndSessionError, RefreshError};
 use types::NewRefreshToken;
 pub use types::{Actor, Session, UnixMillis, User};
@@ -142,6 +147,10 @@ pub struct AuthService {
     pub(crate) throttle: Arc<Throttle>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) policy: TokenPolicy,
+    /// `None` without a delivery channel: nothing can be sent.
+    pub(crate) messaging: Option<Messaging>,
+    /// Login with the right password is refused until the email is verified.
+    pub(crate) require_verified_email: bool,
 }
 
 impl AuthService {
@@ -166,6 +175,7 @@ impl AuthService {
     pub(crate) fn token_pair(
         &self,
         session: &Session,
+        email_verified: bool,
         refresh_token: String,
         refresh_expires_at: UnixMillis,
         now: UnixMillis,
@@ -184,6 +194,7 @@ impl AuthService {
             nbf: now_secs,
             jti: Uuid::new_v4(),
             sid: session.id,
+            email_verified,
             scope: None,
         };
         let access_token = self.keys.signer()?.sign_access_token(&claims)?;

@@ -66,6 +66,7 @@ impl AuthService {
         if let Some(Rotated {
             session,
             successor_expires_at,
+            email_verified,
         }) = self.store.rotate(&rotation).await?
         {
             // A revoke that committed while the rotation ran wins: the successor belongs
@@ -75,7 +76,13 @@ impl AuthService {
                 return Err(RefreshError::InvalidRefreshToken);
             }
             self.metrics.refresh(RefreshOutcome::Rotated);
-            return Ok(self.token_pair(&session, successor, successor_expires_at, now)?);
+            return Ok(self.token_pair(
+                &session,
+                email_verified,
+                successor,
+                successor_expires_at,
+                now,
+            )?);
         }
 
         // Nothing was spent: find out why.
@@ -102,8 +109,19 @@ impl AuthService {
             {
                 return Err(reject());
             }
+            let user = self
+                .store
+                .find_user(session.user_id)
+                .await?
+                .ok_or_else(reject)?;
             self.metrics.refresh(RefreshOutcome::SpentInGrace);
-            return Ok(self.token_pair(&session, successor, expires_at, now)?);
+            return Ok(self.token_pair(
+                &session,
+                user.email_verified,
+                successor,
+                expires_at,
+                now,
+            )?);
         }
         // Reuse outside the grace window: assume theft and end the whole session.
         self.metrics.refresh(RefreshOutcome::ReuseDetected);

@@ -83,6 +83,8 @@ pub struct User {
     pub id: Uuid,
     pub email: String,
     pub created_at: UnixMillis,
+    /// Proven by a verification or reset token sent to `email`.
+    pub email_verified: bool,
 }
 
 /// An account with its password hash, as login needs it.
@@ -143,6 +145,60 @@ pub struct NewRefreshToken {
 pub struct Rotated {
     pub session: Session,
     pub successor_expires_at: UnixMillis,
+    /// Read in the rotation, so the access token states it afresh.
+    pub email_verified: bool,
+}
+
+/// What a single-use account token proves, and the message that carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    PasswordReset,
+    EmailVerification,
+}
+
+impl MessageKind {
+    /// The name stored, and the webhook body's `type`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::PasswordReset => "password_reset",
+            Self::EmailVerification => "email_verification",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::PasswordReset, Self::EmailVerification]
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
+}
+
+/// A message to queue with the token it carries: written to the outbox in the
+/// transaction that stores the token's hash.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: Uuid,
+    pub kind: MessageKind,
+    pub user_id: Uuid,
+    pub email: String,
+    pub token_hash: Vec<u8>,
+    /// The token sealed under the master key, bound to `id`.
+    pub sealed_token: String,
+    pub created_at: UnixMillis,
+    pub expires_at: UnixMillis,
+}
+
+/// A queued message, claimed for one delivery attempt.
+#[derive(Debug, Clone)]
+pub struct PendingMessage {
+    pub id: Uuid,
+    pub kind: MessageKind,
+    pub user_id: Uuid,
+    pub email: String,
+    pub sealed_token: Secret<String>,
+    pub created_at: UnixMillis,
+    pub expires_at: UnixMillis,
+    /// Attempts made, this one included.
+    pub attempts: u32,
 }
 
 /// Key material that `Debug` never prints.
@@ -201,6 +257,9 @@ pub enum AuditEvent {
     AccountDeleted,
     SessionRevoked,
     LogoutOthers,
+    PasswordResetRequested,
+    PasswordReset,
+    EmailVerified,
 }
 
 impl AuditEvent {
@@ -220,6 +279,9 @@ impl AuditEvent {
             Self::AccountDeleted => "account_deleted",
             Self::SessionRevoked => "session_revoked",
             Self::LogoutOthers => "logout_others",
+            Self::PasswordResetRequested => "password_reset_requested",
+            Self::PasswordReset => "password_reset",
+            Self::EmailVerified => "email_verified",
         }
     }
 }

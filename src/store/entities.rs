@@ -13,6 +13,10 @@ pub mod users {
         pub email: String,
         pub password_hash: String,
         pub created_at: i64,
+        pub email_verified: bool,
+        /// When a message of each kind was last queued (one per account per minute).
+        pub reset_sent_at: Option<i64>,
+        pub verification_sent_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -176,6 +180,59 @@ pub mod audit_events {
         pub client_ip: Option<String>,
         pub user_agent: Option<String>,
         pub detail: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod account_tokens {
+    use sea_orm::entity::prelude::*;
+
+    /// A single-use password-reset or email-verification token, stored as its hash.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "account_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub user_id: Uuid,
+        pub kind: String,
+        /// The address the token was sent to.
+        pub email: String,
+        #[sea_orm(unique)]
+        pub token_hash: Vec<u8>,
+        pub created_at: i64,
+        pub expires_at: i64,
+        pub used_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod outbox {
+    use sea_orm::entity::prelude::*;
+
+    /// A message waiting for delivery; deleted once delivered or once its token expired.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub kind: String,
+        pub user_id: Uuid,
+        pub email: String,
+        /// Sealed under the master key, bound to `id`.
+        pub sealed_token: String,
+        pub created_at: i64,
+        pub expires_at: i64,
+        pub due_at: i64,
+        pub attempts: i32,
+        pub claimed_until: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -45,8 +45,9 @@ UPDATE sessions SET refreshed_at = ?1, client_ip = ?8, user_agent = ?9
 INSERT INTO audit_events (id, at, event, user_id, session_id, client_ip, user_agent)
 SELECT ?7, ?1, 'refresh', s.user_id, s.id, ?8, ?9
   FROM refresh_tokens n JOIN sessions s ON s.id = n.session_id WHERE n.id = ?3;
-SELECT s.*, n.id AS successor_id, n.expires_at AS successor_expires_at
-  FROM refresh_tokens n JOIN sessions s ON s.id = n.session_id WHERE n.id = ?3;
+SELECT s.*, n.id AS successor_id, n.expires_at AS successor_expires_at, u.email_verified
+  FROM refresh_tokens n JOIN sessions s ON s.id = n.session_id JOIN users u ON u.id = s.user_id
+ WHERE n.id = ?3;
 ";
 
 /// SQLite rotations waiting to be committed together, by successor id.
@@ -80,8 +81,9 @@ WITH spent AS (
     SELECT $7, $1, 'refresh', user_id, id, $8, $9 FROM spent
 )
 SELECT spent.*, touched.refreshed_at, touched.revoked_at, touched.client_ip, touched.user_agent,
-       successor.expires_at AS successor_expires_at
-  FROM spent, successor, touched
+       successor.expires_at AS successor_expires_at, u.email_verified
+  FROM spent, successor, touched, users u
+ WHERE u.id = spent.user_id
 ";
 
 impl Store {
@@ -121,6 +123,7 @@ fn rotated(row: &sea_orm::QueryResult) -> Result<Rotated, DbErr> {
     Ok(Rotated {
         session: SessionRow::from_query_result(row, "")?.into(),
         successor_expires_at: UnixMillis::from_millis(row.try_get("", "successor_expires_at")?),
+        email_verified: row.try_get("", "email_verified")?,
     })
 }
 

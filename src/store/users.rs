@@ -2,7 +2,6 @@
 
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
 use uuid::Uuid;
 
@@ -16,26 +15,19 @@ use super::{Result, Store, UserRow};
 use crate::domain::types::{Account, AuditEntry, UnixMillis, User};
 
 impl Store {
-    pub async fn insert_user(&self, account: &Account, audit: &AuditEntry<'_>) -> Result<()> {
-        let work = self.begin().await?;
-        users::Entity::insert(users::ActiveModel {
-            id: Set(account.user.id),
-            email: Set(account.user.email.clone()),
-            password_hash: Set(account.password_hash.clone()),
-            created_at: Set(account.user.created_at.millis()),
-        })
-        .exec_without_returning(work.db())
-        .await?;
-        work.commit(Some(audit)).await?;
-        Ok(())
-    }
-
     pub async fn find_account_by_email(&self, email: &str) -> Result<Option<Account>> {
         Ok(users::Entity::find()
             .filter(users::Column::Email.eq(email))
             .one(&self.db)
             .await?
             .map(Account::from))
+    }
+
+    pub async fn find_user(&self, id: Uuid) -> Result<Option<User>> {
+        Ok(users::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .map(User::from))
     }
 }
 
@@ -123,6 +115,7 @@ impl From<UserRow> for Account {
                 id: row.id,
                 email: row.email,
                 created_at: UnixMillis::from_millis(row.created_at),
+                email_verified: row.email_verified,
             },
             password_hash: row.password_hash,
         }

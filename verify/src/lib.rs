@@ -53,6 +53,10 @@ pub struct AccessClaims {
     pub jti: Uuid,
     /// The session the token was issued in; it ends on logout, revocation or theft detection.
     pub sid: Uuid,
+    /// Whether the user proved they receive mail at their address (authgate states it
+    /// in every user token; absent is false).
+    #[serde(default)]
+    pub email_verified: bool,
     /// Space-separated scopes (RFC 9068 §2.2.3), when the issuer grants any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,

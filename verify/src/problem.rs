@@ -33,6 +33,10 @@ pub enum ProblemType {
     InvalidRefreshToken,
     InsufficientScope,
     WrongPassword,
+    EmailNotVerified,
+    InvalidResetToken,
+    InvalidVerificationToken,
+    DeliveryNotConfigured,
     NotFound,
     MethodNotAllowed,
     EmailTaken,
@@ -82,6 +86,26 @@ impl ProblemType {
                 "Insufficient scope",
             ),
             WrongPassword => (StatusCode::FORBIDDEN, "wrong-password", "Wrong password"),
+            EmailNotVerified => (
+                StatusCode::FORBIDDEN,
+                "email-not-verified",
+                "Email not verified",
+            ),
+            InvalidResetToken => (
+                StatusCode::BAD_REQUEST,
+                "invalid-reset-token",
+                "Invalid reset token",
+            ),
+            InvalidVerificationToken => (
+                StatusCode::BAD_REQUEST,
+                "invalid-verification-token",
+                "Invalid verification token",
+            ),
+            DeliveryNotConfigured => (
+                StatusCode::NOT_IMPLEMENTED,
+                "delivery-not-configured",
+                "Message delivery not configured",
+            ),
             NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
