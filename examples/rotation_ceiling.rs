@@ -88,6 +88,7 @@ async fn run() -> Result<(), DbErr> {
         email: Set(format!("{user_id}@rotation.invalid")),
         password_hash: Set(String::new()),
         created_at: Set(now),
+        ..Default::default()
     })
     .exec_without_returning(&db)
     .await?;

@@ -203,7 +203,7 @@ async fn me_returns_the_user_of_the_access_token() {
     assert_eq!(user["email"], email.as_str());
     assert_eq!(
         user.as_object().unwrap().keys().collect::<Vec<_>>(),
-        ["created_at", "email", "id"]
+        ["created_at", "email", "email_verified", "id"]
     );
 }
 
@@ -266,6 +266,7 @@ async fn a_password_hashed_before_normalization_still_logs_in_and_is_rehashed() 
         email: Set("legacy@example.com".to_owned()),
         password_hash: Set(legacy_hash.clone()),
         created_at: Set(0),
+        ..Default::default()
     })
     .exec_without_returning(&app.db().await)
     .await
