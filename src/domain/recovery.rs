@@ -2,7 +2,11 @@
 //! a single-use token (256 random bits, stored as its SHA-256) through the outbox,
 //! written in the transaction that stores the token.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
 
 use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
@@ -12,10 +16,13 @@ use super::types::{AuditEntry, AuditEvent, MessageKind, NewMessage, UnixMillis, 
 use super::{Actor, AuthService, Authenticated, Client, Fault};
 use crate::crypto::master::MasterKeys;
 use crate::crypto::refresh;
-use crate::store::LiveAccountToken;
+use crate::store::{LiveAccountToken, MESSAGE_INTERVAL_SECS};
 
 /// Forgot-password requests waiting to be looked up, at most this many.
 pub const FORGOT_QUEUE: usize = 1024;
+/// Addresses whose forgot-password request was answered in the last minute, remembered
+/// (least recently asked first out) up to this many.
+const RECENT_FORGOT_ADDRESSES: NonZeroUsize = NonZeroUsize::new(65_536).unwrap();
 
 /// How messages are made, when a delivery channel is configured.
 #[derive(Clone)]
@@ -92,12 +99,25 @@ impl AuthService {
     }
 
     /// Answers accepted forgot-password requests, one at a time, until the sender goes.
+    /// An address asked for in the last minute is skipped without a lookup: the store
+    /// would queue nothing for it anyway, and a flood of one address costs nothing.
     pub async fn answer_forgot_requests(
         self: Arc<Self>,
         mut requests: mpsc::Receiver<(String, Actor)>,
     ) {
+        let interval = Duration::from_secs(MESSAGE_INTERVAL_SECS);
+        let mut recent = LruCache::new(RECENT_FORGOT_ADDRESSES);
         while let Some((email, actor)) = requests.recv().await {
-            if let Err(err) = self.queue_password_reset(&email, &actor).await {
+            let now = Instant::now();
+            if recent
+                .get(&email)
+                .is_some_and(|asked: &Instant| now.duration_since(*asked) < interval)
+            {
+                continue;
+            }
+            let result = self.queue_password_reset(&email, &actor).await;
+            recent.put(email, now);
+            if let Err(err) = result {
                 tracing::error!(error = %err, "queueing a password reset failed");
             }
         }
