@@ -3,7 +3,7 @@
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use super::entities::{refresh_tokens, sessions};
+use super::entities::{account_tokens, refresh_tokens, sessions};
 use super::{Result, Store};
 use crate::domain::types::UnixMillis;
 
@@ -62,7 +62,23 @@ impl Store {
             .exec(work.db())
             .await?
             .rows_affected;
+        // Used or expired reset and verification tokens: gone, they are refused the same.
+        let finished = Query::select()
+            .column(account_tokens::Column::Id)
+            .from(account_tokens::Entity)
+            .cond_where(
+                Cond::any()
+                    .add(account_tokens::Column::UsedAt.is_not_null())
+                    .add(account_tokens::Column::ExpiresAt.lte(now)),
+            )
+            .limit(batch)
+            .to_owned();
+        let account_tokens = account_tokens::Entity::delete_many()
+            .filter(account_tokens::Column::Id.in_subquery(finished))
+            .exec(work.db())
+            .await?
+            .rows_affected;
         work.commit(None).await?;
-        Ok(sessions + tokens)
+        Ok(sessions + tokens + account_tokens)
     }
 }
