@@ -43,8 +43,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 KeysCommand::List => print!("{}", describe_keys(&store).await?),
                 KeysCommand::Rewrap => {
                     let master = startup::required_master_keys(&config)?;
-                    let rewrapped = keys::rewrap(&store, &master).await?;
-                    println!("re-encrypted {rewrapped} keys");
+                    let (keys, tokens) = keys::rewrap(&store, &master).await?;
+                    println!("re-encrypted {keys} keys and {tokens} pending message tokens");
                 }
             }
             Ok(())

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use authgate_verify::Verifier;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::api;
 use crate::config::{Config, DeliverySettings, SecretUrl};
@@ -29,6 +29,9 @@ use crate::throttle::Throttle;
 const OWN_TOKEN_LEEWAY_SECS: u64 = 5;
 /// In-flight requests get this long to finish after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Then the message deliverer and the forgot-password queue get this long to finish
+/// what they hold (longer than one delivery attempt).
+const DRAIN_GRACE: Duration = Duration::from_secs(7);
 
 pub struct Application {
     listener: TcpListener,
@@ -54,6 +57,12 @@ impl Application {
         };
         let master = master_keys(config)?;
         let delivery = config.messages.delivery().map_err(|e| anyhow!(e))?;
+        if delivery.is_none() && config.messages.require_verified_email {
+            tracing::warn!(
+                "AUTHGATE_REQUIRE_VERIFIED_EMAIL is set but no delivery channel is: \
+                 new accounts cannot verify their email by themselves"
+            );
+        }
         if delivery.is_some() && master.is_none() {
             anyhow::bail!(
                 "AUTHGATE_MASTER_KEY_FILE is required with PostgreSQL and a delivery channel: \
@@ -200,7 +209,7 @@ impl Application {
     }
 
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let mut background = vec![
+        let background = [
             tokio::spawn(reload_keys(
                 self.state.keys.clone(),
                 self.key_reload_interval,
@@ -215,12 +224,17 @@ impl Application {
                 self.reuse_grace_secs,
             )),
         ];
+        // Tasks that finish what they have accepted before the process exits.
+        let (stopping, drain) = watch::channel(false);
+        let mut draining = Vec::new();
         if let Some(deliverer) = self.deliverer {
-            background.push(tokio::spawn(deliverer.run()));
+            draining.push(tokio::spawn(deliverer.run(drain.clone())));
         }
         if let Some(requests) = self.forgot_requests {
             let service = self.state.service.clone();
-            background.push(tokio::spawn(service.answer_forgot_requests(requests)));
+            draining.push(tokio::spawn(
+                service.answer_forgot_requests(requests, drain.clone()),
+            ));
         }
         tracing::info!(addr = %self.local_addr, "serving");
         let served = server::serve(
@@ -233,6 +247,14 @@ impl Application {
         .await;
         for task in background {
             task.abort();
+        }
+        stopping.send_replace(true);
+        for task in draining {
+            // An attempt under way ends within its timeout; then give up waiting.
+            let abort = task.abort_handle();
+            if tokio::time::timeout(DRAIN_GRACE, task).await.is_err() {
+                abort.abort();
+            }
         }
         served.context("serving HTTP")
     }
@@ -250,22 +272,10 @@ fn channel(settings: DeliverySettings) -> anyhow::Result<Channel> {
             url,
             secret,
         },
-        DeliverySettings::Smtp { url, from } => {
-            // lettre reads `?tls=required|opportunistic` and plain `smtp://` as no TLS;
-            // the contract also spells that out as `tls=none`.
-            let url = url
-                .replace("?tls=none&", "?")
-                .replace("?tls=none", "")
-                .replace("&tls=none", "");
-            let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(&url)
-                .map_err(|e| anyhow!("AUTHGATE_SMTP_URL: {e}"))?
-                .timeout(Some(delivery::ATTEMPT_TIMEOUT))
-                .build();
-            let from = from
-                .parse()
-                .map_err(|e| anyhow!("AUTHGATE_MAIL_FROM: not a mail address: {e}"))?;
-            Channel::Smtp { transport, from }
-        }
+        DeliverySettings::Smtp { transport, from } => Channel::Smtp {
+            transport: transport.timeout(Some(delivery::ATTEMPT_TIMEOUT)).build(),
+            from,
+        },
         DeliverySettings::File(path) => Channel::File {
             path,
             lock: tokio::sync::Mutex::new(()),

@@ -6,6 +6,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args};
+use lettre::message::Mailbox;
+use lettre::transport::smtp::AsyncSmtpTransportBuilder;
+use lettre::{AsyncSmtpTransport, Tokio1Executor};
 
 use super::{SecretText, SecretUrl};
 
@@ -68,11 +71,26 @@ pub struct MessageConfig {
 }
 
 /// The delivery channel the settings name, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliverySettings {
-    Webhook { url: String, secret: Vec<u8> },
-    Smtp { url: String, from: String },
+    Webhook {
+        url: String,
+        secret: Vec<u8>,
+    },
+    Smtp {
+        transport: AsyncSmtpTransportBuilder,
+        from: Mailbox,
+    },
     File(PathBuf),
+}
+
+impl std::fmt::Debug for DeliverySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Webhook { url, .. } => write!(f, "Webhook({})", SecretUrl::from(url.as_str())),
+            Self::Smtp { from, .. } => write!(f, "Smtp(from {from})"),
+            Self::File(path) => write!(f, "File({})", path.display()),
+        }
+    }
 }
 
 impl MessageConfig {
@@ -84,6 +102,15 @@ impl MessageConfig {
             self.smtp_url.is_some(),
             self.delivery_file.is_some(),
         ];
+        if self.delivery_webhook_secret.is_some() && self.delivery_webhook_url.is_none() {
+            return Err(
+                "AUTHGATE_DELIVERY_WEBHOOK_SECRET: set without AUTHGATE_DELIVERY_WEBHOOK_URL"
+                    .into(),
+            );
+        }
+        if self.mail_from.is_some() && self.smtp_url.is_none() {
+            return Err("AUTHGATE_MAIL_FROM: set without AUTHGATE_SMTP_URL".into());
+        }
         if configured.iter().filter(|&&set| set).count() > 1 {
             return Err(
                 "AUTHGATE_DELIVERY_WEBHOOK_URL, AUTHGATE_SMTP_URL, AUTHGATE_DELIVERY_FILE: \
@@ -125,25 +152,39 @@ impl MessageConfig {
             }));
         }
         if let Some(url) = &self.smtp_url {
-            let parsed = url::Url::parse(url.expose())
-                .ok()
-                .filter(|url| matches!(url.scheme(), "smtp" | "smtps") && url.host_str().is_some());
-            if parsed.is_none() {
-                return Err(format!(
-                    "AUTHGATE_SMTP_URL: not smtp://host[:port] or smtps://host[:port]: {url}"
-                ));
-            }
+            let transport = smtp_transport(url.expose())
+                .map_err(|reason| format!("AUTHGATE_SMTP_URL: {reason}: {url}"))?;
             let from = self
                 .mail_from
-                .clone()
-                .ok_or("AUTHGATE_MAIL_FROM: required with AUTHGATE_SMTP_URL")?;
-            return Ok(Some(DeliverySettings::Smtp {
-                url: url.expose().to_owned(),
-                from,
-            }));
+                .as_deref()
+                .ok_or("AUTHGATE_MAIL_FROM: required with AUTHGATE_SMTP_URL")?
+                .parse()
+                .map_err(|err| format!("AUTHGATE_MAIL_FROM: not a mail address: {err}"))?;
+            return Ok(Some(DeliverySettings::Smtp { transport, from }));
         }
         Ok(self.delivery_file.clone().map(DeliverySettings::File))
     }
+}
+
+/// The SMTP transport of `smtp://[user:pass@]host[:port][?tls=required|opportunistic|none]`
+/// or `smtps://…`. lettre reads a plain `smtp://` as no TLS; `tls=none` says so explicitly.
+fn smtp_transport(url: &str) -> Result<AsyncSmtpTransportBuilder, String> {
+    let mut parsed = url::Url::parse(url).map_err(|err| err.to_string())?;
+    if !matches!(parsed.scheme(), "smtp" | "smtps") || parsed.host_str().is_none() {
+        return Err("not smtp://host[:port] or smtps://host[:port]".into());
+    }
+    let pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(key, value)| !(key == "tls" && value == "none"))
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .collect();
+    match pairs.as_slice() {
+        [] => parsed.set_query(None),
+        pairs => {
+            parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+    }
+    AsyncSmtpTransport::<Tokio1Executor>::from_url(parsed.as_str()).map_err(|err| err.to_string())
 }
 
 #[cfg(test)]
@@ -178,12 +219,17 @@ mod tests {
         assert!(webhook.delivery().unwrap_err().contains("24 random bytes"));
         let secret = STANDARD.encode([7u8; 24]);
         webhook.delivery_webhook_secret = Some(format!("whsec_{secret}").into());
-        assert_eq!(
+        assert!(matches!(
             webhook.delivery().unwrap(),
-            Some(DeliverySettings::Webhook {
-                url: "https://hooks.example.com/authgate".into(),
-                secret: vec![7u8; 24]
-            })
+            Some(DeliverySettings::Webhook { secret, .. }) if secret == [7u8; 24]
+        ));
+        let mut orphan = config();
+        orphan.delivery_webhook_secret = Some(format!("whsec_{secret}").into());
+        assert!(
+            orphan
+                .delivery()
+                .unwrap_err()
+                .contains("without AUTHGATE_DELIVERY_WEBHOOK_URL")
         );
 
         let mut smtp = config();
@@ -192,6 +238,26 @@ mod tests {
         smtp.reset_url = Some("https://app.example.com/reset".into());
         smtp.mail_from = Some("a@example.com".into());
         assert!(smtp.delivery().unwrap_err().contains("AUTHGATE_RESET_URL"));
-        assert_eq!(config().delivery(), Ok(None));
+        smtp.reset_url = None;
+        for good in [
+            "smtp://relay:25",
+            "smtp://relay:25?tls=none",
+            "smtps://u:p@relay",
+            "smtp://relay?tls=required",
+        ] {
+            smtp.smtp_url = Some(good.into());
+            assert!(smtp.delivery().is_ok(), "{good}");
+        }
+        for bad in ["http://relay", "smtp://relay?tls=sometimes", "smtp:relay"] {
+            smtp.smtp_url = Some(bad.into());
+            assert!(
+                smtp.delivery().unwrap_err().contains("AUTHGATE_SMTP_URL"),
+                "{bad}"
+            );
+        }
+        smtp.smtp_url = Some("smtp://relay".into());
+        smtp.mail_from = Some("not an address".into());
+        assert!(smtp.delivery().unwrap_err().contains("AUTHGATE_MAIL_FROM"));
+        assert!(config().delivery().unwrap().is_none());
     }
 }

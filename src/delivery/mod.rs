@@ -8,7 +8,7 @@ mod channel;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 pub use channel::{Channel, ChannelError, Links};
@@ -43,10 +43,11 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    /// Delivers due messages until the task is dropped.
-    pub async fn run(self) {
+    /// Delivers due messages until `stop` turns true; a round under way is finished
+    /// first, so no message is left claimed by a stopped instance.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let this = Arc::new(self);
-        loop {
+        while !*stop.borrow() {
             loop {
                 match Arc::clone(&this).deliver_due().await {
                     Ok(claimed) if claimed == BATCH as usize => continue,
@@ -60,6 +61,7 @@ impl Deliverer {
             tokio::select! {
                 () = this.queued.notified() => {}
                 () = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = stop.changed() => {}
             }
         }
     }

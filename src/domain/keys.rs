@@ -299,9 +299,26 @@ pub async fn revoke(store: &Store, kid: &str, has_key_file: bool) -> Result<(), 
     Ok(())
 }
 
-/// `authgate keys rewrap`: seals every stored private key under the first master key.
-/// Returns how many were sealed anew.
-pub async fn rewrap(store: &Store, master: &MasterKeys) -> Result<usize, KeyRingError> {
+/// `authgate keys rewrap`: seals every stored private key, and every token of a pending
+/// message, under the first master key. Returns how many of each were sealed anew.
+pub async fn rewrap(store: &Store, master: &MasterKeys) -> Result<(usize, usize), KeyRingError> {
+    let keys = rewrap_keys(store, master).await?;
+    let mut tokens = Vec::new();
+    for (id, sealed) in store.sealed_message_tokens().await? {
+        let binding = id.to_string();
+        if master.is_current(&sealed, &binding) {
+            continue;
+        }
+        // A token no master key opens cannot be delivered; it expires in the outbox.
+        if let Some(token) = master.open(&sealed, &binding) {
+            tokens.push((id, master.seal(&token, &binding)));
+        }
+    }
+    store.store_sealed_message_tokens(&tokens).await?;
+    Ok((keys, tokens.len()))
+}
+
+async fn rewrap_keys(store: &Store, master: &MasterKeys) -> Result<usize, KeyRingError> {
     seal_plaintext_keys(store, master).await?;
     let mut rewrapped = Vec::new();
     for row in store.signing_keys().await? {

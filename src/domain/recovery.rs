@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use uuid::Uuid;
 
 use super::accounts::{normalize_email, normalize_password, validate_email, validate_password};
@@ -98,16 +98,28 @@ impl AuthService {
             .map_err(|_| ForgotPasswordError::Busy)
     }
 
-    /// Answers accepted forgot-password requests, one at a time, until the sender goes.
+    /// Answers accepted forgot-password requests, one at a time. When `stop` turns true,
+    /// takes no more and answers those already accepted, then returns.
     /// An address asked for in the last minute is skipped without a lookup: the store
     /// would queue nothing for it anyway, and a flood of one address costs nothing.
     pub async fn answer_forgot_requests(
         self: Arc<Self>,
         mut requests: mpsc::Receiver<(String, Actor)>,
+        mut stop: watch::Receiver<bool>,
     ) {
         let interval = Duration::from_secs(MESSAGE_INTERVAL_SECS);
         let mut recent = LruCache::new(RECENT_FORGOT_ADDRESSES);
-        while let Some((email, actor)) = requests.recv().await {
+        loop {
+            let request = tokio::select! {
+                request = requests.recv() => request,
+                _ = stop.changed() => {
+                    requests.close();
+                    continue;
+                }
+            };
+            let Some((email, actor)) = request else {
+                return;
+            };
             let now = Instant::now();
             if recent
                 .get(&email)
@@ -116,7 +128,10 @@ impl AuthService {
                 continue;
             }
             let result = self.queue_password_reset(&email, &actor).await;
-            recent.put(email, now);
+            // A failed lookup does not count: the user's next request tries again.
+            if result.is_ok() {
+                recent.put(email, now);
+            }
             if let Err(err) = result {
                 tracing::error!(error = %err, "queueing a password reset failed");
             }

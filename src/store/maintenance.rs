@@ -3,7 +3,7 @@
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use super::entities::{account_tokens, refresh_tokens, sessions};
+use super::entities::{account_tokens, outbox, refresh_tokens, sessions};
 use super::{Result, Store};
 use crate::domain::types::UnixMillis;
 
@@ -78,7 +78,19 @@ impl Store {
             .exec(work.db())
             .await?
             .rows_affected;
+        // Messages whose token expired undelivered (their sealed token with them).
+        let undeliverable = Query::select()
+            .column(outbox::Column::Id)
+            .from(outbox::Entity)
+            .and_where(outbox::Column::ExpiresAt.lte(now))
+            .limit(batch)
+            .to_owned();
+        let messages = outbox::Entity::delete_many()
+            .filter(outbox::Column::Id.in_subquery(undeliverable))
+            .exec(work.db())
+            .await?
+            .rows_affected;
         work.commit(None).await?;
-        Ok(sessions + tokens + account_tokens)
+        Ok(sessions + tokens + account_tokens + messages)
     }
 }

@@ -10,7 +10,6 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entities::{account_tokens, outbox, users};
-use super::passwords::{PasswordSwap, swap_password_hash};
 use super::sessions::revoke_user_sessions;
 use super::{Result, Store, UnitOfWork};
 use crate::domain::types::{
@@ -109,24 +108,18 @@ impl Store {
     ) -> Result<Option<u64>> {
         let now = audit.at;
         let work = self.begin().await?;
-        if !spend_token(&work, token.id, now).await? {
+        // The user's row first, as every other change of the account locks it: two
+        // resets of one account queue here instead of deadlocking on each other's tokens.
+        // The token alone authorizes the new password, whatever the current one is.
+        let set = users::Entity::update_many()
+            .col_expr(users::Column::PasswordHash, Expr::value(new_hash))
+            .filter(users::Column::Id.eq(token.user_id))
+            .exec(work.db())
+            .await?;
+        if set.rows_affected != 1 || !spend_token(&work, token.id, now).await? {
             return Ok(None);
         }
         spend_tokens_of(&work, token.user_id, MessageKind::PasswordReset, now).await?;
-        let current = users::Entity::find_by_id(token.user_id)
-            .one(work.db())
-            .await?;
-        let Some(current) = current else {
-            return Ok(None);
-        };
-        let swap = PasswordSwap {
-            user_id: token.user_id,
-            checked: &current.password_hash,
-            new: new_hash,
-        };
-        if !swap_password_hash(work.db(), swap).await? {
-            return Ok(None);
-        }
         mark_verified(&work, token).await?;
         let ended = revoke_user_sessions(work.db(), token.user_id, None, now).await?;
         // The spent tokens' messages have nothing left to deliver.
@@ -148,7 +141,8 @@ impl Store {
     ) -> Result<bool> {
         let now = audit.at;
         let work = self.begin().await?;
-        if !spend_token(&work, token.id, now).await? || !mark_verified(&work, token).await? {
+        // The user's row first (see `reset_password`).
+        if !mark_verified(&work, token).await? || !spend_token(&work, token.id, now).await? {
             return Ok(false);
         }
         spend_tokens_of(&work, token.user_id, MessageKind::EmailVerification, now).await?;
@@ -170,13 +164,13 @@ impl Store {
             DbBackend::Postgres => {
                 "UPDATE outbox SET claimed_until = $2, attempts = attempts + 1
                   WHERE id IN (SELECT id FROM outbox WHERE due_at <= $1 AND claimed_until <= $1
-                                ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+                                  AND expires_at > $1 ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED)
                  RETURNING *"
             }
             _ => {
                 "UPDATE outbox SET claimed_until = ?2, attempts = attempts + 1
                   WHERE id IN (SELECT id FROM outbox WHERE due_at <= ?1 AND claimed_until <= ?1
-                                ORDER BY due_at LIMIT ?3)
+                                  AND expires_at > ?1 ORDER BY due_at LIMIT ?3)
                  RETURNING *"
             }
         };
@@ -240,10 +234,30 @@ impl Store {
         Ok(())
     }
 
-    /// Messages waiting for delivery.
-    pub async fn pending_messages(&self) -> Result<u64> {
-        use sea_orm::PaginatorTrait;
-        Ok(outbox::Entity::find().count(&self.db).await?)
+    /// Every pending message's sealed token (for `keys rewrap`).
+    pub async fn sealed_message_tokens(&self) -> Result<Vec<(Uuid, String)>> {
+        Ok(outbox::Entity::find()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|row| (row.id, row.sealed_token))
+            .collect())
+    }
+
+    pub async fn store_sealed_message_tokens(&self, sealed: &[(Uuid, String)]) -> Result<()> {
+        if sealed.is_empty() {
+            return Ok(());
+        }
+        let work = self.begin().await?;
+        for (id, token) in sealed {
+            outbox::Entity::update_many()
+                .col_expr(outbox::Column::SealedToken, Expr::value(token.as_str()))
+                .filter(outbox::Column::Id.eq(*id))
+                .exec(work.db())
+                .await?;
+        }
+        work.commit(None).await?;
+        Ok(())
     }
 }
 
