@@ -26,6 +26,7 @@ fn claims() -> AccessClaims {
         jti: Uuid::new_v4(),
         sid: Uuid::new_v4(),
         email_verified: false,
+        roles: Vec::new(),
         scope: None,
     }
 }

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::config::{Cli, Command, Config, ConfigCommand, KeysCommand};
+use crate::config::{AdminKeysCommand, Cli, Command, Config, ConfigCommand, KeysCommand};
+use crate::domain::admin;
 use crate::domain::keys::{self, KeyState};
 use crate::domain::{self, UnixMillis, normalize_email};
 use crate::store::{Store, StoreError};
@@ -20,8 +21,34 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 .await
         }
         Command::Migrate => open_store(&config).await.map(drop),
-        Command::Openapi => {
-            print!("{}", api::spec_yaml());
+        Command::Openapi { admin } => {
+            print!(
+                "{}",
+                match admin {
+                    true => api::admin::spec_yaml(),
+                    false => api::spec_yaml(),
+                }
+            );
+            Ok(())
+        }
+        Command::AdminKeys { command } => {
+            let store = open_store(&config).await?;
+            match command {
+                AdminKeysCommand::Create { name } => {
+                    println!("{}", admin::create_admin_key(&store, &name).await?);
+                }
+                AdminKeysCommand::List => {
+                    for key in admin::admin_keys(&store).await? {
+                        let state = match key.revoked_at {
+                            Some(_) => "revoked",
+                            None => "active",
+                        };
+                        let revoked = key.revoked_at.map(UnixMillis::rfc3339).unwrap_or_default();
+                        println!("{}\t{state}\t{}\t{revoked}", key.name, key.created_at);
+                    }
+                }
+                AdminKeysCommand::Revoke { name } => admin::revoke_admin_key(&store, &name).await?,
+            }
             Ok(())
         }
         Command::Keys { command } => {
@@ -82,12 +109,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
 
 /// `--since`: RFC 3339, or an age such as `90s`, `30m`, `12h`, `7d`.
 fn parse_since(text: &str) -> anyhow::Result<UnixMillis> {
-    use time::format_description::well_known::Rfc3339;
-    if let Ok(at) = time::OffsetDateTime::parse(text, &Rfc3339) {
-        let millis = at.unix_timestamp_nanos() / 1_000_000;
-        return Ok(UnixMillis::from_millis(
-            i64::try_from(millis).unwrap_or(i64::MIN),
-        ));
+    if let Some(at) = UnixMillis::parse_rfc3339(text) {
+        return Ok(at);
     }
     let split = text
         .find(|c: char| !c.is_ascii_digit())

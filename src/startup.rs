@@ -45,6 +45,8 @@ pub struct Application {
     /// With a delivery channel: the outbox worker and the forgot-password queue.
     deliverer: Option<Deliverer>,
     forgot_requests: Option<mpsc::Receiver<(String, Actor)>>,
+    /// `AUTHGATE_ADMIN_LISTEN`, bound.
+    admin_listener: Option<(TcpListener, SocketAddr)>,
 }
 
 impl Application {
@@ -112,6 +114,7 @@ impl Application {
             refresh_ttl_secs: config.refresh_ttl,
             session_ttl_secs: config.session_ttl,
             reuse_grace_secs: config.refresh_reuse_grace,
+            reset_ttl_secs: config.messages.reset_token_ttl,
         };
         let throttle = Arc::new(
             Throttle::new(
@@ -158,6 +161,7 @@ impl Application {
             policy,
             messaging,
             require_verified_email: config.messages.require_verified_email,
+            roles: config.role_policy().map_err(|e| anyhow!(e))?,
         });
 
         let listener = TcpListener::bind(config.listen)
@@ -166,6 +170,18 @@ impl Application {
         let local_addr = listener
             .local_addr()
             .context("AUTHGATE_LISTEN: no local address")?;
+        let admin_listener = match config.admin_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("AUTHGATE_ADMIN_LISTEN: cannot bind {addr}"))?;
+                let local = listener
+                    .local_addr()
+                    .context("AUTHGATE_ADMIN_LISTEN: no local address")?;
+                Some((listener, local))
+            }
+            None => None,
+        };
 
         Ok(Self {
             listener,
@@ -190,11 +206,17 @@ impl Application {
             audit_retention_days: config.audit_retention,
             deliverer,
             forgot_requests,
+            admin_listener,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the admin API listens, if it does.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The HTTP application alone, for in-process clients (the fuzz targets).
@@ -237,14 +259,50 @@ impl Application {
             ));
         }
         tracing::info!(addr = %self.local_addr, "serving");
-        let served = server::serve(
+        // One stop signal for both listeners.
+        let (stop_all, stopped) = watch::channel(false);
+        let until_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }
+        };
+        let admin = self.admin_listener.map(|(listener, addr)| {
+            tracing::info!(%addr, "serving the admin API");
+            let app = api::admin::app(self.state.service.clone(), self.state.metrics.clone());
+            tokio::spawn(server::serve(
+                listener,
+                app,
+                self.limits,
+                until_stopped(),
+                SHUTDOWN_GRACE,
+            ))
+        });
+        let public = server::serve(
             self.listener,
             api::app(self.state),
             self.limits,
-            stop,
+            until_stopped(),
             SHUTDOWN_GRACE,
-        )
-        .await;
+        );
+        let served = {
+            tokio::pin!(public);
+            tokio::select! {
+                served = &mut public => served,
+                () = stop => {
+                    stop_all.send_replace(true);
+                    public.await
+                }
+            }
+        };
+        if let Some(admin) = admin {
+            stop_all.send_replace(true);
+            match admin.await {
+                Ok(Err(err)) => tracing::error!(error = %err, "the admin listener failed"),
+                Err(err) => tracing::error!(error = %err, "the admin listener panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
         for task in background {
             task.abort();
         }

@@ -7,6 +7,7 @@ mod m20261127_000001_create_schema;
 mod m20261202_000001_signing_key_lifecycle;
 mod m20261202_000002_session_client;
 mod m20261202_000003_account_messages;
+mod m20261202_000004_roles_admin;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_signing_key_lifecycle::Migration),
             Box::new(m20261202_000002_session_client::Migration),
             Box::new(m20261202_000003_account_messages::Migration),
+            Box::new(m20261202_000004_roles_admin::Migration),
         ]
     }
 }

@@ -47,6 +47,8 @@ pub struct UserBody {
     pub created_at: String,
     /// Whether a verification or reset token sent to `email` was used.
     pub email_verified: bool,
+    /// Given by an admin; sorted.
+    pub roles: Vec<String>,
 }
 
 impl From<domain::User> for UserBody {
@@ -57,6 +59,7 @@ impl From<domain::User> for UserBody {
             email: user.email,
             created_at,
             email_verified: user.email_verified,
+            roles: user.roles,
         }
     }
 }
@@ -137,7 +140,8 @@ pub enum TokenResponse {
     /// Wrong credentials, or a refresh token that is unknown, expired, spent or revoked.
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
-    /// Login only, with the right password: the email is not verified yet and
+    /// Login only, with the right password: the account is disabled
+    /// (`account-disabled`), or its email is not verified yet and
     /// `AUTHGATE_REQUIRE_VERIFIED_EMAIL` is set (`email-not-verified`).
     #[oai(status = 403, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
@@ -161,6 +165,10 @@ impl From<LoginError> for Answer<TokenResponse> {
             ))),
             LoginError::EmailNotVerified => Ok(TokenResponse::Forbidden(Json(problem_of(
                 ProblemType::EmailNotVerified,
+                &err,
+            )))),
+            LoginError::AccountDisabled => Ok(TokenResponse::Forbidden(Json(problem_of(
+                ProblemType::AccountDisabled,
                 &err,
             )))),
             LoginError::Throttled(retry) => Err(BodyFailure::TooManyRequests(

@@ -2,6 +2,7 @@
 //! passes (body limit, problem+json for every failure).
 
 pub mod account;
+pub mod admin;
 pub mod auth;
 pub mod failures;
 pub mod health;
@@ -225,13 +226,7 @@ async fn rate_limit<E: Endpoint>(
     throttle: &Throttle,
     trust_forwarded_for: bool,
 ) -> poem::Result<Response> {
-    let ip = client_ip(&req, trust_forwarded_for);
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
-    req.extensions_mut().insert(Client { ip, user_agent });
+    let ip = insert_client(&mut req, trust_forwarded_for);
     if req.method() == Method::POST && req.uri().path().starts_with("/v1/auth/") {
         match throttle.check_rate(ip).await {
             Ok(Ok(())) => {}
@@ -248,10 +243,35 @@ async fn rate_limit<E: Endpoint>(
             Err(err) => tracing::error!(error = %err, "rate limit unavailable; not enforced"),
         }
     }
+    with_timeout(next, req).await
+}
+
+/// The client (address and user agent) as the operations take it; the address is
+/// returned.
+fn insert_client(req: &mut Request, trust_forwarded_for: bool) -> IpAddr {
+    let ip = client_ip(req, trust_forwarded_for);
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    req.extensions_mut().insert(Client { ip, user_agent });
+    ip
+}
+
+/// No request is worked on longer than [`REQUEST_TIMEOUT`].
+async fn with_timeout<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
     match tokio::time::timeout(REQUEST_TIMEOUT, next.call(req)).await {
         Ok(result) => result.map(IntoResponse::into_response),
         Err(_) => Ok(ProblemType::Unavailable.response("The request took too long.")),
     }
+}
+
+/// For the admin listener: the client, the timeout, no rate limit (it is reached by
+/// operators, with a key).
+async fn with_client<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<Response> {
+    insert_client(&mut req, false);
+    with_timeout(next, req).await
 }
 
 /// Reads the body up front with a hard limit, so an oversized body is refused before

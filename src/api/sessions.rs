@@ -34,7 +34,7 @@ pub struct SessionBody {
 }
 
 impl SessionBody {
-    fn new(session: Session, current: Uuid) -> Self {
+    pub(super) fn new(session: Session, current: Uuid) -> Self {
         Self {
             id: session.id,
             created_at: session.created_at.rfc3339(),

@@ -3,13 +3,35 @@
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
+pub enum AdminKeysCommand {
+    /// Make a key named NAME and print it, once, as the only line on stdout.
+    Create {
+        /// 1 to 64 of A-Z a-z 0-9 . _ - (recorded as the actor of what the key does).
+        name: String,
+    },
+    /// Each key's name, state and dates.
+    List,
+    /// Revoke the key named NAME (every instance refuses it within 5 seconds).
+    Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Migrate the database up, then serve until SIGINT or SIGTERM (the default).
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Print the OpenAPI 3 spec as YAML.
-    Openapi,
+    /// Print the OpenAPI 3 spec as YAML (with `--admin`: the admin API's).
+    Openapi {
+        /// The admin API's spec (`openapi-admin.yaml`).
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Manage the keys of the admin API.
+    AdminKeys {
+        #[command(subcommand)]
+        command: AdminKeysCommand,
+    },
     /// Manage the access-token signing keys.
     Keys {
         #[command(subcommand)]

@@ -26,12 +26,20 @@ impl Cli {
         let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
         let first_pass = Self::try_parse_from(&args)?;
         let mut command = Self::command();
+        let mut roles = std::collections::BTreeMap::new();
         if let Some(path) = &first_pass.config_file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| ConfigError::File(format!("cannot read {}: {e}", path.display())))?;
             let table: toml::Table = toml::from_str(&text)
                 .map_err(|e| ConfigError::File(format!("{}: {}", path.display(), e.message())))?;
             for (key, value) in table {
+                // Tables only the file can hold.
+                if key == "roles" {
+                    roles = value.try_into().map_err(|e: toml::de::Error| {
+                        ConfigError::File(format!("{}: [roles]: {}", path.display(), e.message()))
+                    })?;
+                    continue;
+                }
                 let known = command
                     .get_arguments()
                     .any(|arg| arg.get_id() == key.as_str() && key != "config_file");
@@ -59,7 +67,9 @@ impl Cli {
             }
         }
         let matches = command.try_get_matches_from(&args)?;
-        Ok(Self::from_arg_matches(&matches)?)
+        let mut cli = Self::from_arg_matches(&matches)?;
+        cli.config.roles = roles;
+        Ok(cli)
     }
 }
 
@@ -85,6 +95,20 @@ mod tests {
             err.to_string().contains("unknown key \"acess_ttl\""),
             "{err}"
         );
+        std::fs::write(
+            &path,
+            "[roles.editor]\nscopes = [\"articles:read\", \"articles:write\"]\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_with_file(["authgate", "--config", file]).unwrap();
+        assert_eq!(
+            cli.config.roles["editor"].scopes,
+            ["articles:read", "articles:write"]
+        );
+        assert!(cli.config.validate().is_ok());
+        std::fs::write(&path, "[roles.Editor]\nscopes = [\"a\"]\n").unwrap();
+        let cli = Cli::parse_with_file(["authgate", "--config", file]).unwrap();
+        assert!(cli.config.validate().unwrap_err().contains("[roles]"));
         std::fs::write(&path, "access_ttl = \"soon\"\n").unwrap();
         let err = Cli::parse_with_file(["authgate", "--config", file]).unwrap_err();
         assert!(err.to_string().contains("AUTHGATE_ACCESS_TTL"), "{err}");

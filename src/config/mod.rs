@@ -7,16 +7,19 @@ mod file;
 mod messages;
 mod redact;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, Parser};
 
-pub use commands::{Command, ConfigCommand, KeysCommand};
+pub use commands::{AdminKeysCommand, Command, ConfigCommand, KeysCommand};
 pub use file::ConfigError;
 pub use messages::{DeliverySettings, MessageConfig};
 pub use redact::{SecretText, SecretUrl};
+
+use crate::domain::roles::{RolePolicy, is_scope_token, normalize_roles, validate_role};
 
 #[derive(Debug, Parser)]
 #[command(name = "authgate", version, about = "JWT authentication service")]
@@ -226,6 +229,23 @@ pub struct Config {
     #[serde(flatten)]
     pub messages: MessageConfig,
 
+    /// Comma-separated roles every account gets at registration.
+    #[arg(
+        long,
+        env = "AUTHGATE_DEFAULT_ROLES",
+        value_name = "AUTHGATE_DEFAULT_ROLES",
+        default_value = ""
+    )]
+    pub default_roles: String,
+
+    /// Address of the admin API; unset: no admin API.
+    #[arg(
+        long,
+        env = "AUTHGATE_ADMIN_LISTEN",
+        value_name = "AUTHGATE_ADMIN_LISTEN"
+    )]
+    pub admin_listen: Option<SocketAddr>,
+
     /// Log format: `pretty` (human) or `json` (one object per line).
     #[arg(
         long,
@@ -243,6 +263,18 @@ pub struct Config {
         default_value = "info"
     )]
     pub log: String,
+
+    /// `[roles.<name>] scopes = [...]` of the configuration file: the scopes each role
+    /// grants in access tokens. (Last: TOML puts tables after plain values.)
+    #[arg(skip)]
+    pub roles: BTreeMap<String, RoleScopes>,
+}
+
+/// A `[roles.<name>]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleScopes {
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -272,7 +304,34 @@ impl Config {
             ));
         }
         self.messages.delivery()?;
+        self.role_policy()?;
         Ok(())
+    }
+
+    /// The default roles and the role → scope map, checked.
+    pub fn role_policy(&self) -> Result<RolePolicy, String> {
+        let defaults: Vec<&str> = self
+            .default_roles
+            .split(',')
+            .map(str::trim)
+            .filter(|role| !role.is_empty())
+            .collect();
+        let default_roles =
+            normalize_roles(&defaults).map_err(|err| format!("AUTHGATE_DEFAULT_ROLES: {err}"))?;
+        let mut scopes = BTreeMap::new();
+        for (role, table) in &self.roles {
+            validate_role(role).map_err(|err| format!("AUTHGATE_CONFIG: [roles]: {err}"))?;
+            if let Some(bad) = table.scopes.iter().find(|scope| !is_scope_token(scope)) {
+                return Err(format!(
+                    "AUTHGATE_CONFIG: [roles.{role}]: {bad:?} is not a scope (printable ASCII, no spaces or quotes)"
+                ));
+            }
+            scopes.insert(role.clone(), table.scopes.iter().cloned().collect());
+        }
+        Ok(RolePolicy {
+            default_roles,
+            scopes,
+        })
     }
 }
 

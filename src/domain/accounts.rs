@@ -47,6 +47,9 @@ impl AuthService {
                 email,
                 created_at: UnixMillis::now(),
                 email_verified: false,
+                roles: self.roles.default_roles.clone(),
+                disabled: false,
+                last_login_at: None,
             },
             password_hash,
         };

@@ -30,6 +30,9 @@ pub enum LoginError {
     /// The right password, but `AUTHGATE_REQUIRE_VERIFIED_EMAIL` is set.
     #[error("the email address of this account is not verified yet")]
     EmailNotVerified,
+    /// The right password, but an admin disabled the account.
+    #[error("this account is disabled")]
+    AccountDisabled,
     #[error("too many failed logins for this account from this address")]
     Throttled(RetryAfter),
     #[error("the server is busy hashing passwords; retry shortly")]
@@ -99,6 +102,7 @@ impl AuthService {
             Ok(_) => "ok",
             Err(LoginError::InvalidCredentials) => "invalid_credentials",
             Err(LoginError::EmailNotVerified) => "email_not_verified",
+            Err(LoginError::AccountDisabled) => "account_disabled",
             Err(LoginError::Throttled(_)) => "throttled",
             Err(LoginError::Overloaded) => "overloaded",
             Err(LoginError::Fault(_)) => "error",
@@ -131,6 +135,9 @@ impl AuthService {
             PasswordCheck::Wrong => return Err(LoginError::InvalidCredentials),
         };
         let user = &account.user;
+        if user.disabled {
+            return Err(LoginError::AccountDisabled);
+        }
         if self.require_verified_email && !user.email_verified {
             return Err(LoginError::EmailNotVerified);
         }
@@ -155,6 +162,7 @@ impl AuthService {
             user_id: user.id,
             checked: &account.password_hash,
             new: upgraded_hash.as_deref().unwrap_or(&account.password_hash),
+            logged_in_at: Some(now),
         };
         // A password change or deletion that committed since the check wins.
         if !self
@@ -166,7 +174,7 @@ impl AuthService {
         }
         Ok(self.token_pair(
             &session,
-            user.email_verified,
+            &user.subject(),
             refresh_token,
             refresh_expires_at,
             now,
@@ -289,6 +297,7 @@ impl AuthService {
             user_id: account.user.id,
             checked: &account.password_hash,
             new: &new_hash,
+            logged_in_at: None,
         };
         match self
             .store
@@ -327,6 +336,7 @@ impl AuthService {
             user_id: account.user.id,
             checked: &account.password_hash,
             new: &account.password_hash,
+            logged_in_at: None,
         };
         // A password change that committed since the check wins.
         if !self.store.delete_user(checked, &deleted).await? {

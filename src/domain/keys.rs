@@ -404,5 +404,6 @@ fn cli_actor(command: &str) -> Actor {
     Actor {
         client_ip: None,
         user_agent: Some(command.to_owned()),
+        name: None,
     }
 }

@@ -54,9 +54,11 @@ macro_rules! password_check_converts {
 }
 
 pub mod accounts;
+pub mod admin;
 pub mod credentials;
 pub mod keys;
 pub mod recovery;
+pub mod roles;
 pub mod sessions;
 pub mod types;
 
@@ -81,7 +83,7 @@ pub use recovery::{
 };
 pub use sessions::{AuthenticateError, EndSessionError, RefreshError};
 use types::NewRefreshToken;
-pub use types::{Actor, Session, UnixMillis, User};
+pub use types::{Actor, Session, Subject, UnixMillis, User};
 
 /// A failure of the server, not of the request: logged in full, answered with an
 /// opaque 500.
@@ -108,6 +110,7 @@ impl Client {
         Actor {
             client_ip: Some(self.ip.to_string()),
             user_agent: self.user_agent.clone(),
+            name: None,
         }
     }
 }
@@ -121,6 +124,8 @@ pub struct TokenPolicy {
     pub refresh_ttl_secs: u64,
     pub session_ttl_secs: u64,
     pub reuse_grace_secs: u64,
+    /// Lifetime of reset tokens (also those an admin hands out).
+    pub reset_ttl_secs: u64,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -151,6 +156,7 @@ pub struct AuthService {
     pub(crate) messaging: Option<Messaging>,
     /// Login with the right password is refused until the email is verified.
     pub(crate) require_verified_email: bool,
+    pub(crate) roles: roles::RolePolicy,
 }
 
 impl AuthService {
@@ -175,7 +181,7 @@ impl AuthService {
     pub(crate) fn token_pair(
         &self,
         session: &Session,
-        email_verified: bool,
+        subject: &Subject,
         refresh_token: String,
         refresh_expires_at: UnixMillis,
         now: UnixMillis,
@@ -194,8 +200,9 @@ impl AuthService {
             nbf: now_secs,
             jti: Uuid::new_v4(),
             sid: session.id,
-            email_verified,
-            scope: None,
+            email_verified: subject.email_verified,
+            scope: self.roles.scope_of(&subject.roles),
+            roles: subject.roles.clone(),
         };
         let access_token = self.keys.signer()?.sign_access_token(&claims)?;
         Ok(TokenPair {

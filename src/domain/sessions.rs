@@ -66,7 +66,7 @@ impl AuthService {
         if let Some(Rotated {
             session,
             successor_expires_at,
-            email_verified,
+            subject,
         }) = self.store.rotate(&rotation).await?
         {
             // A revoke that committed while the rotation ran wins: the successor belongs
@@ -78,7 +78,7 @@ impl AuthService {
             self.metrics.refresh(RefreshOutcome::Rotated);
             return Ok(self.token_pair(
                 &session,
-                email_verified,
+                &subject,
                 successor,
                 successor_expires_at,
                 now,
@@ -115,13 +115,7 @@ impl AuthService {
                 .await?
                 .ok_or_else(reject)?;
             self.metrics.refresh(RefreshOutcome::SpentInGrace);
-            return Ok(self.token_pair(
-                &session,
-                user.email_verified,
-                successor,
-                expires_at,
-                now,
-            )?);
+            return Ok(self.token_pair(&session, &user.subject(), successor, expires_at, now)?);
         }
         // Reuse outside the grace window: assume theft and end the whole session.
         self.metrics.refresh(RefreshOutcome::ReuseDetected);

@@ -55,6 +55,15 @@ impl UnixMillis {
         (later.0.saturating_sub(self.0) / 1000).max(0) as u64
     }
 
+    /// An RFC 3339 time, if `text` is one.
+    pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+        i64::try_from(at.unix_timestamp_nanos() / 1_000_000)
+            .ok()
+            .map(Self)
+    }
+
     /// RFC 3339 in UTC, with milliseconds when there are any.
     pub fn rfc3339(self) -> String {
         time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
@@ -85,6 +94,28 @@ pub struct User {
     pub created_at: UnixMillis,
     /// Proven by a verification or reset token sent to `email`.
     pub email_verified: bool,
+    /// Valid role names, sorted, without duplicates.
+    pub roles: Vec<String>,
+    /// A disabled account cannot log in, refresh or use its access tokens.
+    pub disabled: bool,
+    pub last_login_at: Option<UnixMillis>,
+}
+
+impl User {
+    /// What its access tokens state about it, read afresh at every login and refresh.
+    pub fn subject(&self) -> Subject {
+        Subject {
+            email_verified: self.email_verified,
+            roles: self.roles.clone(),
+        }
+    }
+}
+
+/// What an access token states about its user besides who it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subject {
+    pub email_verified: bool,
+    pub roles: Vec<String>,
 }
 
 /// An account with its password hash, as login needs it.
@@ -146,7 +177,7 @@ pub struct Rotated {
     pub session: Session,
     pub successor_expires_at: UnixMillis,
     /// Read in the rotation, so the access token states it afresh.
-    pub email_verified: bool,
+    pub subject: Subject,
 }
 
 /// What a single-use account token proves, and the message that carries it.
@@ -239,6 +270,8 @@ pub struct StoredSigningKey {
 pub struct Actor {
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The admin key that acted for the user; `None` when the user acted.
+    pub name: Option<String>,
 }
 
 /// Every kind of security event the audit trail records.
@@ -260,6 +293,8 @@ pub enum AuditEvent {
     PasswordResetRequested,
     PasswordReset,
     EmailVerified,
+    UserCreated,
+    UserUpdated,
 }
 
 impl AuditEvent {
@@ -282,6 +317,8 @@ impl AuditEvent {
             Self::PasswordResetRequested => "password_reset_requested",
             Self::PasswordReset => "password_reset",
             Self::EmailVerified => "email_verified",
+            Self::UserCreated => "user_created",
+            Self::UserUpdated => "user_updated",
         }
     }
 }
@@ -329,6 +366,7 @@ impl<'a> AuditEntry<'a> {
 /// version may hold events this one does not know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
+    pub id: Uuid,
     pub at: UnixMillis,
     pub event: String,
     pub user_id: Option<Uuid>,
@@ -336,6 +374,7 @@ pub struct AuditRecord {
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
     pub detail: Option<String>,
+    pub actor: Option<String>,
 }
 
 #[cfg(test)]

@@ -36,15 +36,7 @@ impl Store {
             .all(&self.db)
             .await?
             .into_iter()
-            .map(|row| AuditRecord {
-                at: UnixMillis::from_millis(row.at),
-                event: row.event,
-                user_id: row.user_id,
-                session_id: row.session_id,
-                client_ip: row.client_ip,
-                user_agent: row.user_agent,
-                detail: row.detail,
-            })
+            .map(AuditRecord::from)
             .collect())
     }
 
@@ -87,7 +79,8 @@ pub(super) async fn insert_audit(
     audit: &AuditEntry<'_>,
 ) -> Result<(), DbErr> {
     audit_events::Entity::insert(audit_events::ActiveModel {
-        id: Set(Uuid::new_v4()),
+        // Time-ordered: events of one millisecond keep their order in the admin's pages.
+        id: Set(Uuid::now_v7()),
         at: Set(audit.at.millis()),
         event: Set(audit.event.as_str().to_owned()),
         user_id: Set(audit.user_id),
@@ -95,8 +88,25 @@ pub(super) async fn insert_audit(
         client_ip: Set(recorded_ip(audit.actor)),
         user_agent: Set(recorded_user_agent(audit.actor)),
         detail: Set(audit.detail.as_deref().map(|detail| truncate(detail, 512))),
+        actor: Set(audit.actor.name.as_deref().map(|name| truncate(name, 64))),
     })
     .exec_without_returning(db)
     .await?;
     Ok(())
+}
+
+impl From<audit_events::Model> for AuditRecord {
+    fn from(row: audit_events::Model) -> Self {
+        Self {
+            id: row.id,
+            at: UnixMillis::from_millis(row.at),
+            event: row.event,
+            user_id: row.user_id,
+            session_id: row.session_id,
+            client_ip: row.client_ip,
+            user_agent: row.user_agent,
+            detail: row.detail,
+            actor: row.actor,
+        }
+    }
 }

@@ -17,6 +17,10 @@ pub mod users {
         /// When a message of each kind was last queued (one per account per minute).
         pub reset_sent_at: Option<i64>,
         pub verification_sent_at: Option<i64>,
+        /// Space-separated, sorted.
+        pub roles: String,
+        pub disabled: bool,
+        pub last_login_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -180,6 +184,8 @@ pub mod audit_events {
         pub client_ip: Option<String>,
         pub user_agent: Option<String>,
         pub detail: Option<String>,
+        /// The admin key (or client) that made the change; `None` for the user.
+        pub actor: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -233,6 +239,29 @@ pub mod outbox {
         pub due_at: i64,
         pub attempts: i32,
         pub claimed_until: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod admin_keys {
+    use sea_orm::entity::prelude::*;
+
+    /// A key of the admin API, stored as its SHA-256.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "admin_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        #[sea_orm(unique)]
+        pub name: String,
+        #[sea_orm(unique)]
+        pub key_hash: Vec<u8>,
+        pub created_at: i64,
+        pub revoked_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

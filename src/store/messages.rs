@@ -46,6 +46,9 @@ impl Store {
             email_verified: Set(account.user.email_verified),
             reset_sent_at: Set(None),
             verification_sent_at: Set(None),
+            roles: Set(super::users::joined_roles(&account.user.roles)),
+            disabled: Set(account.user.disabled),
+            last_login_at: Set(None),
         })
         .exec_without_returning(work.db())
         .await?;
@@ -114,6 +117,7 @@ impl Store {
         let set = users::Entity::update_many()
             .col_expr(users::Column::PasswordHash, Expr::value(new_hash))
             .filter(users::Column::Id.eq(token.user_id))
+            .filter(users::Column::Disabled.eq(false))
             .exec(work.db())
             .await?;
         if set.rows_affected != 1 || !spend_token(&work, token.id, now).await? {
@@ -304,6 +308,7 @@ async fn note_message_sent(work: &UnitOfWork<'_>, message: &NewMessage) -> Resul
         .col_expr(column, Expr::value(now))
         .filter(users::Column::Id.eq(message.user_id))
         .filter(users::Column::Email.eq(message.email.as_str()))
+        .filter(users::Column::Disabled.eq(false))
         .filter(
             column
                 .is_null()

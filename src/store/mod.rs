@@ -4,6 +4,7 @@
 //! refresh token is one conditional UPDATE, so among concurrent requests presenting the
 //! same token exactly one spends it.
 
+mod admin;
 mod audit;
 mod batch;
 /// The tables, public for tests that inspect rows; nothing outside the store uses them.
@@ -28,6 +29,7 @@ use sea_orm::{
 };
 
 use crate::domain::types::{AuditEntry, UnixMillis, User};
+pub use admin::{AdminKeyInfo, AuditQuery, UserChange, UserSearch};
 use entities::refresh_tokens::Model as RefreshTokenRow;
 use entities::sessions::Model as SessionRow;
 use entities::signing_keys::Model as SigningKeyRow;

@@ -1,5 +1,6 @@
 //! The password-hash compare-and-swap that login, password change and account deletion
-//! each run first in their transaction: what they checked must still be what is stored.
+//! each run first in their transaction: what they checked must still be what is stored,
+//! and the account must not have been disabled meanwhile.
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter};
@@ -14,6 +15,8 @@ pub struct PasswordSwap<'a> {
     pub user_id: Uuid,
     pub checked: &'a str,
     pub new: &'a str,
+    /// A login records its time.
+    pub logged_in_at: Option<crate::domain::UnixMillis>,
 }
 
 /// Replaces the checked password hash, only if it is still the stored one: a change
@@ -23,11 +26,14 @@ pub(super) async fn swap_password_hash(
     db: &impl sea_orm::ConnectionTrait,
     swap: PasswordSwap<'_>,
 ) -> Result<bool, DbErr> {
-    let swapped = users::Entity::update_many()
+    let mut update = users::Entity::update_many()
         .col_expr(users::Column::PasswordHash, Expr::value(swap.new))
         .filter(users::Column::Id.eq(swap.user_id))
         .filter(users::Column::PasswordHash.eq(swap.checked))
-        .exec(db)
-        .await?;
+        .filter(users::Column::Disabled.eq(false));
+    if let Some(at) = swap.logged_in_at {
+        update = update.col_expr(users::Column::LastLoginAt, Expr::value(at));
+    }
+    let swapped = update.exec(db).await?;
     Ok(swapped.rows_affected == 1)
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::audit::{recorded_ip, recorded_user_agent};
 use super::batch::Batcher;
 use super::{Result, SessionRow, Store};
-use crate::domain::types::{Actor, Rotated, UnixMillis};
+use crate::domain::types::{Actor, Rotated, Subject, UnixMillis};
 
 /// A refresh to carry out: spend the token whose hash was presented and store its
 /// successor.
@@ -45,7 +45,7 @@ UPDATE sessions SET refreshed_at = ?1, client_ip = ?8, user_agent = ?9
 INSERT INTO audit_events (id, at, event, user_id, session_id, client_ip, user_agent)
 SELECT ?7, ?1, 'refresh', s.user_id, s.id, ?8, ?9
   FROM refresh_tokens n JOIN sessions s ON s.id = n.session_id WHERE n.id = ?3;
-SELECT s.*, n.id AS successor_id, n.expires_at AS successor_expires_at, u.email_verified
+SELECT s.*, n.id AS successor_id, n.expires_at AS successor_expires_at, u.email_verified, u.roles
   FROM refresh_tokens n JOIN sessions s ON s.id = n.session_id JOIN users u ON u.id = s.user_id
  WHERE n.id = ?3;
 ";
@@ -81,7 +81,7 @@ WITH spent AS (
     SELECT $7, $1, 'refresh', user_id, id, $8, $9 FROM spent
 )
 SELECT spent.*, touched.refreshed_at, touched.revoked_at, touched.client_ip, touched.user_agent,
-       successor.expires_at AS successor_expires_at, u.email_verified
+       successor.expires_at AS successor_expires_at, u.email_verified, u.roles
   FROM spent, successor, touched, users u
  WHERE u.id = spent.user_id
 ";
@@ -101,7 +101,7 @@ impl Store {
             i64::try_from(rotation.successor_ttl.as_millis())
                 .unwrap_or(i64::MAX)
                 .into(),
-            Uuid::new_v4().into(),
+            Uuid::now_v7().into(),
             recorded_ip(rotation.actor).into(),
             recorded_user_agent(rotation.actor).into(),
         ];
@@ -123,7 +123,10 @@ fn rotated(row: &sea_orm::QueryResult) -> Result<Rotated, DbErr> {
     Ok(Rotated {
         session: SessionRow::from_query_result(row, "")?.into(),
         successor_expires_at: UnixMillis::from_millis(row.try_get("", "successor_expires_at")?),
-        email_verified: row.try_get("", "email_verified")?,
+        subject: Subject {
+            email_verified: row.try_get("", "email_verified")?,
+            roles: super::users::split_roles(&row.try_get::<String>("", "roles")?),
+        },
     })
 }
 

@@ -201,7 +201,7 @@ pub(super) async fn live_session_users(
                         && session.revoked_at.is_none()
                         && session.expires_at > now.millis()
                 })
-                .and_then(|(_, user)| user.clone().map(User::from))
+                .and_then(|(_, user)| user.clone().filter(|user| !user.disabled).map(User::from))
         })
         .collect())
 }
@@ -218,6 +218,7 @@ impl From<SessionRow> for Session {
             client: Actor {
                 client_ip: row.client_ip,
                 user_agent: row.user_agent,
+                name: None,
             },
         }
     }

@@ -116,6 +116,9 @@ impl From<UserRow> for Account {
                 email: row.email,
                 created_at: UnixMillis::from_millis(row.created_at),
                 email_verified: row.email_verified,
+                roles: split_roles(&row.roles),
+                disabled: row.disabled,
+                last_login_at: super::millis(row.last_login_at),
             },
             password_hash: row.password_hash,
         }
@@ -126,4 +129,13 @@ impl From<UserRow> for User {
     fn from(row: UserRow) -> Self {
         Account::from(row).user
     }
+}
+
+/// The stored form of an account's roles: space-separated, as they are sorted.
+pub(super) fn joined_roles(roles: &[String]) -> String {
+    roles.join(" ")
+}
+
+pub(super) fn split_roles(stored: &str) -> Vec<String> {
+    stored.split_whitespace().map(str::to_owned).collect()
 }

@@ -203,7 +203,7 @@ async fn me_returns_the_user_of_the_access_token() {
     assert_eq!(user["email"], email.as_str());
     assert_eq!(
         user.as_object().unwrap().keys().collect::<Vec<_>>(),
-        ["created_at", "email", "email_verified", "id"]
+        ["created_at", "email", "email_verified", "id", "roles"]
     );
 }
 

@@ -20,6 +20,8 @@ pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestApp {
     pub address: String,
+    /// The admin listener's base URL, when `admin_listen` is set.
+    pub admin_address: Option<String>,
     pub config: Config,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
@@ -107,12 +109,14 @@ impl TestApp {
             .await
             .expect("application builds");
         let address = format!("http://{}", app.local_addr());
+        let admin_address = app.admin_addr().map(|addr| format!("http://{addr}"));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async {
             stopped.await.ok();
         }));
         Self {
             address,
+            admin_address,
             config,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -157,11 +161,16 @@ impl TestApp {
         command
     }
 
-    /// Runs `authgate ARGS…` against this app's database; its stdout, or a panic
-    /// with its stderr.
-    pub fn run(&self, args: &[&str]) -> String {
-        let output = self.command(args).output().unwrap();
-        assert!(output.status.success(), "authgate {args:?}: {output:?}");
+    /// Runs `authgate ARGS…` against this app's database; its stdout, or a panic with
+    /// its stderr. Off the runtime's thread: the servers keep running meanwhile, so none
+    /// of their transactions can hold the database while the command waits for it.
+    pub async fn run_async(&self, args: &[&str]) -> String {
+        let mut command = self.command(args);
+        let shown = format!("{args:?}");
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        assert!(output.status.success(), "authgate {shown}: {output:?}");
         String::from_utf8(output.stdout).unwrap()
     }
 

@@ -45,7 +45,11 @@ async fn a_key_rotated_now_signs_new_tokens_while_the_old_key_stays_published() 
     let (email, before) = app.signed_in_user().await;
     let old_kid = kid_of(&before);
 
-    let new_kid = app.run(&["keys", "rotate", "--now"]).trim().to_owned();
+    let new_kid = app
+        .run_async(&["keys", "rotate", "--now"])
+        .await
+        .trim()
+        .to_owned();
     assert_ne!(new_kid, old_kid);
 
     // The running instance picks the key up without a restart.
@@ -142,7 +146,11 @@ async fn two_instances_on_one_database_both_serve_a_rotated_key() {
     let second = TestApp::start(first.config.clone()).await;
     let (email, _) = first.signed_in_user().await;
 
-    let new_kid = first.run(&["keys", "rotate", "--now"]).trim().to_owned();
+    let new_kid = first
+        .run_async(&["keys", "rotate", "--now"])
+        .await
+        .trim()
+        .to_owned();
     tokio::time::sleep(Duration::from_millis(2_500)).await;
 
     for app in [&first, &second] {
@@ -160,8 +168,9 @@ async fn two_instances_on_one_database_both_serve_a_rotated_key() {
 }
 
 /// The state `keys list` shows for each kid.
-fn key_states(app: &TestApp) -> Vec<(String, String)> {
-    app.run(&["keys", "list"])
+async fn key_states(app: &TestApp) -> Vec<(String, String)> {
+    app.run_async(&["keys", "list"])
+        .await
         .lines()
         .skip(1)
         .map(|line| {
@@ -172,8 +181,9 @@ fn key_states(app: &TestApp) -> Vec<(String, String)> {
         .collect()
 }
 
-fn state_of(app: &TestApp, kid: &str) -> String {
+async fn state_of(app: &TestApp, kid: &str) -> String {
     key_states(app)
+        .await
         .into_iter()
         .find(|(listed, _)| listed == kid)
         .unwrap_or_else(|| panic!("{kid} not listed"))
@@ -189,14 +199,14 @@ async fn a_rotated_key_is_published_at_once_and_signs_only_after_the_activation_
     let (email, before) = app.signed_in_user().await;
     let old_kid = kid_of(&before);
 
-    let new_kid = app.run(&["keys", "rotate"]).trim().to_owned();
+    let new_kid = app.run_async(&["keys", "rotate"]).await.trim().to_owned();
     tokio::time::sleep(Duration::from_millis(2_500)).await;
 
     // Published (verifiers learn it), not signing yet: the default delay is 120 s.
     assert!(published_kids(&app).await.contains(&new_kid));
     assert_eq!(kid_of(&app.login_ok(&email).await), old_kid);
-    assert_eq!(state_of(&app, &new_kid), "next");
-    assert_eq!(state_of(&app, &old_kid), "signing");
+    assert_eq!(state_of(&app, &new_kid).await, "next");
+    assert_eq!(state_of(&app, &old_kid).await, "signing");
 
     // Once the activation time has passed, the new key signs and the old one retires.
     let past = time::OffsetDateTime::now_utc().unix_timestamp() * 1000 - 1000;
@@ -215,8 +225,8 @@ async fn a_rotated_key_is_published_at_once_and_signs_only_after_the_activation_
         .unwrap();
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(kid_of(&app.login_ok(&email).await), new_kid);
-    assert_eq!(state_of(&app, &new_kid), "signing");
-    assert_eq!(state_of(&app, &old_kid), "retiring");
+    assert_eq!(state_of(&app, &new_kid).await, "signing");
+    assert_eq!(state_of(&app, &old_kid).await, "retiring");
     assert!(published_kids(&app).await.contains(&old_kid));
 }
 
@@ -232,7 +242,7 @@ async fn an_activation_delay_shorter_than_reload_plus_jwks_max_age_is_bad_config
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("AUTHGATE_KEY_ACTIVATION_DELAY"), "{stderr}");
-    assert_eq!(key_states(&app).len(), 1);
+    assert_eq!(key_states(&app).await.len(), 1);
 }
 
 #[tokio::test]
@@ -248,8 +258,12 @@ async fn a_revoked_key_leaves_the_jwks_and_its_tokens_are_rejected() {
     assert!(stderr.contains("rotate --now"), "{stderr}");
 
     // ...until another signs in its place.
-    let new_kid = app.run(&["keys", "rotate", "--now"]).trim().to_owned();
-    app.run(&["keys", "revoke", &old_kid]);
+    let new_kid = app
+        .run_async(&["keys", "rotate", "--now"])
+        .await
+        .trim()
+        .to_owned();
+    app.run_async(&["keys", "revoke", &old_kid]).await;
     tokio::time::sleep(Duration::from_millis(2_500)).await;
 
     let kids = published_kids(&app).await;
@@ -257,7 +271,7 @@ async fn a_revoked_key_leaves_the_jwks_and_its_tokens_are_rejected() {
         !kids.contains(&old_kid) && kids.contains(&new_kid),
         "{kids:?}"
     );
-    assert_eq!(state_of(&app, &old_kid), "revoked");
+    assert_eq!(state_of(&app, &old_kid).await, "revoked");
     let me = app.me(&str_field(&before, "access_token")).await;
     assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
     let after = app.login_ok(&email).await;
@@ -293,8 +307,8 @@ async fn a_retired_key_never_signs_again_after_a_key_file_comes_and_goes() {
     let signer = kid_of(&app.login_ok(&email).await);
     assert_ne!(signer, database_key);
     assert_ne!(signer, file_key.kid());
-    assert_eq!(state_of(&app, &database_key), "retiring");
-    assert_eq!(state_of(&app, &signer), "signing");
+    assert_eq!(state_of(&app, &database_key).await, "retiring");
+    assert_eq!(state_of(&app, &signer).await, "signing");
 }
 
 #[tokio::test]
@@ -303,7 +317,7 @@ async fn private_keys_are_stored_only_sealed() {
     use sea_orm::EntityTrait;
 
     let app = spawn_app().await;
-    app.run(&["keys", "rotate"]);
+    app.run_async(&["keys", "rotate"]).await;
     let rows = signing_keys::Entity::find()
         .all(&app.db().await)
         .await
@@ -395,7 +409,11 @@ async fn rewrap_moves_every_key_to_a_new_first_master_key() {
     let mut config = app.config.clone();
     config.master_key_file = Some(new_file.clone());
     let mut app = TestApp::start(config).await;
-    assert!(app.run(&["keys", "rewrap"]).contains("re-encrypted 1 keys"));
+    assert!(
+        app.run_async(&["keys", "rewrap"])
+            .await
+            .contains("re-encrypted 1 keys")
+    );
     app.stop().await;
 
     // The old line dropped: the keys still open.
@@ -446,13 +464,13 @@ async fn postgres_without_a_master_key_file_refuses_to_start() {
 async fn revoking_a_next_key_while_the_current_one_is_due_to_retire_is_refused() {
     let app = spawn_app().await;
     let (_, before) = app.signed_in_user().await;
-    let next = app.run(&["keys", "rotate"]).trim().to_owned();
+    let next = app.run_async(&["keys", "rotate"]).await.trim().to_owned();
 
     // The current key retires when `next` activates: without `next`, nothing would sign.
     let refused = app.command(&["keys", "revoke", &next]).output().unwrap();
 
     assert!(!refused.status.success());
-    assert_eq!(state_of(&app, &next), "next");
+    assert_eq!(state_of(&app, &next).await, "next");
     // The current key, due to retire, cannot be revoked either: `next` does not sign yet.
     let current = kid_of(&before);
     assert!(
@@ -467,15 +485,15 @@ async fn revoking_a_next_key_while_the_current_one_is_due_to_retire_is_refused()
 #[tokio::test]
 async fn keys_list_shows_which_key_signs_and_which_are_published() {
     let app = spawn_app().await;
-    let listed = app.run(&["keys", "list"]);
+    let listed = app.run_async(&["keys", "list"]).await;
     assert_eq!(listed.lines().count(), 2, "{listed}");
     assert!(
         listed.lines().nth(1).unwrap().contains("\tsigning\t"),
         "{listed}"
     );
 
-    let new_kid = app.run(&["keys", "rotate"]).trim().to_owned();
-    let listed = app.run(&["keys", "list"]);
+    let new_kid = app.run_async(&["keys", "rotate"]).await.trim().to_owned();
+    let listed = app.run_async(&["keys", "list"]).await;
 
     // The new key is published at once (`next`) and signs after the activation delay.
     let states: Vec<(&str, &str)> = listed

@@ -9,6 +9,7 @@
 
 mod abuse;
 mod accounts;
+mod admin;
 mod audit;
 mod cli;
 mod connections;

@@ -70,6 +70,7 @@ async fn cleanup_removes_audit_events_older_than_the_retention() {
             client_ip: Set(None),
             user_agent: Set(None),
             detail: Set(None),
+            actor: Set(None),
         })
         .exec_without_returning(&db)
         .await

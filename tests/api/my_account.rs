@@ -36,8 +36,9 @@ fn sid_of(pair: &Value) -> String {
         .to_owned()
 }
 
-fn events(app: &TestApp) -> Vec<Value> {
-    app.run(&["audit", "--json"])
+async fn events(app: &TestApp) -> Vec<Value> {
+    app.run_async(&["audit", "--json"])
+        .await
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect()
@@ -76,6 +77,7 @@ async fn changing_the_password_ends_every_other_session_and_keeps_the_callers() 
     );
     assert!(
         events(&app)
+            .await
             .iter()
             .any(|event| event["event"] == "password_changed")
     );
@@ -235,6 +237,7 @@ async fn ending_one_of_my_sessions_revokes_it_and_nothing_else() {
     let stranger_token = str_field(&stranger, "access_token");
     assert_eq!(app.me(&stranger_token).await.status(), StatusCode::OK);
     let revoked: Vec<Value> = events(&app)
+        .await
         .into_iter()
         .filter(|event| event["event"] == "session_revoked")
         .collect();
@@ -307,6 +310,7 @@ async fn deleting_my_account_removes_it_and_ends_its_tokens_at_once() {
     );
     assert!(
         events(&app)
+            .await
             .iter()
             .any(|event| event["event"] == "account_deleted" && event["user_id"] == user_id)
     );

@@ -133,7 +133,7 @@ async fn a_reset_message_sets_a_new_password_and_ends_every_session() {
     let me: Value = app.me(&access_token).await.json().await.unwrap();
     assert_eq!(me["email_verified"], true);
 
-    let events = app.run(&["audit", "--json"]);
+    let events = app.run_async(&["audit", "--json"]).await;
     for event in ["password_reset_requested", "password_reset"] {
         assert!(
             events.contains(&format!("\"event\":\"{event}\"")),
@@ -305,7 +305,8 @@ async fn verification_marks_the_email_verified_in_user_and_tokens() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(receiver.accepted().len(), 1);
     assert!(
-        app.run(&["audit", "--json"])
+        app.run_async(&["audit", "--json"])
+            .await
             .contains("\"event\":\"email_verified\"")
     );
 }

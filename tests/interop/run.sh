@@ -46,10 +46,19 @@ BASE="http://127.0.0.1:$PORT"
 # Talk to our own server directly even if CI sets an HTTP proxy.
 export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}"
 
+APORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+ADMIN="http://127.0.0.1:$APORT"
+DB_URL="sqlite://$WORK/interop.db?mode=rwc"
+# Accounts start as analysts, whose scope includes reports:read.
+printf '[roles.analyst]\nscopes = ["reports:read"]\n' >"$WORK/roles.toml"
+
 # Cheap argon2 cost: hashing strength is not what this test is about.
 AUTHGATE_LISTEN="127.0.0.1:$PORT" \
+AUTHGATE_ADMIN_LISTEN="127.0.0.1:$APORT" \
+AUTHGATE_CONFIG="$WORK/roles.toml" \
+AUTHGATE_DEFAULT_ROLES=analyst \
 AUTHGATE_ISSUER="$BASE" \
-AUTHGATE_DATABASE_URL="sqlite://$WORK/interop.db?mode=rwc" \
+AUTHGATE_DATABASE_URL="$DB_URL" \
 AUTHGATE_LOG=warn \
 AUTHGATE_ARGON2_MEMORY_KIB=1024 \
 AUTHGATE_ARGON2_ITERATIONS=1 \
@@ -101,7 +110,20 @@ downstream_check() {
   claims=$(python3 -c 'import base64, json, sys; p = sys.argv[1].split(".")[1]; print(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)).decode())' "$TOKEN")
   python3 -c 'import json, sys; b, c = json.loads(sys.argv[1]), json.loads(sys.argv[2]); assert (b["sub"], b["sid"]) == (c["sub"], c["sid"]), (b, c)' "$body" "$claims" \
     || return 1
-  echo "example (GET /hello answered $body)"
+  # Roles and scopes: an analyst reads reports but is no admin; made admin (and no
+  # longer analyst) by the admin API, the next token opens /admin and not /reports.
+  status() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $1" "$base$2"; }
+  [[ $(status "$TOKEN" /reports) == 200 ]] || { echo "analyst: /reports not 200"; return 1; }
+  [[ $(status "$TOKEN" /admin) == 403 ]] || { echo "analyst: /admin not 403"; return 1; }
+  local key id admin_token
+  key=$(AUTHGATE_DATABASE_URL="$DB_URL" "$BIN" admin-keys create interop) || return 1
+  id=$(curl -fsS -H "Authorization: Bearer $TOKEN" "$BASE/v1/auth/me" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+  curl -fsS -o /dev/null -X PATCH -H "Authorization: Bearer $key" -H 'content-type: application/json' \
+    -d '{"roles":["admin"]}' "$ADMIN/admin/v1/users/$id" || { echo "admin PATCH failed"; return 1; }
+  admin_token=$(post /v1/auth/login | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+  [[ $(status "$admin_token" /admin) == 200 ]] || { echo "admin: /admin not 200"; return 1; }
+  [[ $(status "$admin_token" /reports) == 403 ]] || { echo "admin: /reports not 403"; return 1; }
+  echo "example (GET /hello answered $body; /admin and /reports by role and scope)"
 }
 # `check` may run its command in a subshell, where DOWNSTREAM_PID does not reach the
 # EXIT trap: the example is stopped here, pass or fail.

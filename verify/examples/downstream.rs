@@ -6,7 +6,9 @@
 //! Finds its keys through the discovery document of `AUTHGATE_ISSUER` (default
 //! `http://127.0.0.1:8080`), expects the audience `AUTHGATE_AUDIENCE` (default
 //! `authgate`), listens on `DOWNSTREAM_LISTEN` (default `127.0.0.1:8081`), and serves
-//! `GET /hello` → `{sub, sid}` for a valid access token, with Swagger UI at `/docs`.
+//! `GET /hello` → `{sub, sid}` for a valid access token, `GET /admin` → `{sub, roles}` for
+//! a token with the role `admin`, `GET /reports` → `{sub, scope}` for a token whose scope
+//! includes `reports:read` (403 otherwise), with Swagger UI at `/docs`.
 
 #![allow(
     clippy::unwrap_used,
@@ -17,7 +19,7 @@
 use std::sync::Arc;
 
 use authgate_verify::Verifier;
-use authgate_verify::poem::JwtAuth;
+use authgate_verify::poem::{JwtAuth, Role, Scope, WithRole, WithScope};
 use poem::listener::TcpListener;
 use poem::{EndpointExt, Route, Server};
 use poem_openapi::payload::Json;
@@ -32,6 +34,31 @@ struct Hello {
     sid: String,
 }
 
+/// An administrator.
+#[derive(Object)]
+struct AdminHello {
+    sub: String,
+    roles: Vec<String>,
+}
+
+/// A holder of `reports:read`.
+#[derive(Object)]
+struct Reports {
+    sub: String,
+    /// The token's scopes, space-separated.
+    scope: String,
+}
+
+struct Admin;
+impl Role for Admin {
+    const NAME: &'static str = "admin";
+}
+
+struct ReportsRead;
+impl Scope for ReportsRead {
+    const NAME: &'static str = "reports:read";
+}
+
 struct Api;
 
 #[OpenApi]
@@ -42,6 +69,27 @@ impl Api {
         Json(Hello {
             sub: auth.0.sub.to_string(),
             sid: auth.0.sid.to_string(),
+        })
+    }
+
+    /// For tokens with the role `admin` (authgate roles, managed by its admin API).
+    #[oai(path = "/admin", method = "get")]
+    async fn admin(&self, auth: WithRole<Admin>) -> Json<AdminHello> {
+        let claims = auth.claims();
+        Json(AdminHello {
+            sub: claims.sub.to_string(),
+            roles: claims.roles.clone(),
+        })
+    }
+
+    /// For tokens whose scope includes `reports:read` (scopes come from roles, mapped in
+    /// authgate's configuration file).
+    #[oai(path = "/reports", method = "get")]
+    async fn reports(&self, auth: WithScope<ReportsRead>) -> Json<Reports> {
+        let claims = auth.claims();
+        Json(Reports {
+            sub: claims.sub.to_string(),
+            scope: claims.scope.clone().unwrap_or_default(),
         })
     }
 }

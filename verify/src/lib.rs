@@ -57,12 +57,20 @@ pub struct AccessClaims {
     /// in every user token; absent is false).
     #[serde(default)]
     pub email_verified: bool,
+    /// The user's roles (RFC 9068 §2.2.3.1), read afresh at every login and refresh;
+    /// absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
     /// Space-separated scopes (RFC 9068 §2.2.3), when the issuer grants any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
 }
 
 impl AccessClaims {
+    pub fn has_role(&self, wanted: &str) -> bool {
+        self.roles.iter().any(|role| role == wanted)
+    }
+
     pub fn has_scope(&self, wanted: &str) -> bool {
         self.scope
             .as_deref()

@@ -2,7 +2,8 @@
 //!
 //! Add the verifier to the app with `.data(Arc::new(verifier))`, then take
 //! [`JwtAuth`] (poem-openapi operations; documented as a Bearer security scheme) or
-//! [`Jwt`] (plain poem handlers) as a parameter. [`WithScope`] also demands a scope.
+//! [`Jwt`] (plain poem handlers) as a parameter. [`WithScope`] also demands a scope,
+//! [`WithRole`] a role.
 //! Failures answer `application/problem+json` with RFC 6750 `WWW-Authenticate`: 401
 //! without a token or with an invalid one, 403 `insufficient_scope`, and 503 while no
 //! keys could be loaded.
@@ -31,6 +32,8 @@ pub enum Rejection {
     InvalidToken(VerifyError),
     /// The token lacks this scope.
     InsufficientScope(&'static str),
+    /// The token lacks this role.
+    InsufficientRole(&'static str),
     /// No `Arc<Verifier>` was added to the app with `.data()`.
     NotConfigured,
 }
@@ -43,6 +46,7 @@ impl Rejection {
             Self::InvalidToken(VerifyError::KeysUnavailable) => ProblemType::Unavailable,
             Self::InvalidToken(_) => ProblemType::InvalidToken,
             Self::InsufficientScope(_) => ProblemType::InsufficientScope,
+            Self::InsufficientRole(_) => ProblemType::InsufficientRole,
             Self::NotConfigured => ProblemType::Internal,
         }
     }
@@ -74,6 +78,13 @@ impl Rejection {
                 Some(format!(
                     r#"Bearer error="insufficient_scope", scope="{scope}", error_description="The access token lacks a required scope""#
                 )),
+            ),
+            Self::InsufficientRole(role) => (
+                format!("The access token lacks the role {role:?}."),
+                Some(
+                    r#"Bearer error="insufficient_scope", error_description="The access token lacks a required role""#
+                        .to_owned(),
+                ),
             ),
             Self::NotConfigured => (
                 "The server failed to handle the request; it has been logged.".to_owned(),
@@ -208,6 +219,47 @@ impl<'a, S: Scope + Send, T: DeserializeOwned + HasAccessClaims + Send> ApiExtra
     }
 }
 
+/// A role an operation demands; see [`WithRole`].
+pub trait Role {
+    const NAME: &'static str;
+}
+
+/// Like [`JwtAuth`], and the token must carry the role `R::NAME` in its `roles` claim
+/// (403 `insufficient-role` otherwise).
+pub struct WithRole<R: Role, T = AccessClaims>(pub T, PhantomData<R>);
+
+impl<R: Role, T> WithRole<R, T> {
+    pub fn claims(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<'a, R: Role + Send, T: DeserializeOwned + HasAccessClaims + Send> ApiExtractor<'a>
+    for WithRole<R, T>
+{
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        register_scheme(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        vec![SECURITY_SCHEME]
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let claims: T = authenticate(req).await?;
+        claims.require_role(R::NAME)?;
+        Ok(Self(claims, PhantomData))
+    }
+}
+
 /// Plain poem extractor: a verified bearer token's claims.
 pub struct Jwt<T = AccessClaims>(pub T);
 
@@ -232,9 +284,41 @@ impl<T: HasAccessClaims> RequireScope for T {
     }
 }
 
+/// For plain poem handlers: `claims.require_role("admin")?`.
+pub trait RequireRole {
+    fn require_role(&self, role: &'static str) -> Result<(), Rejection>;
+}
+
+impl<T: HasAccessClaims> RequireRole for T {
+    fn require_role(&self, role: &'static str) -> Result<(), Rejection> {
+        if self.access_claims().has_role(role) {
+            Ok(())
+        } else {
+            Err(Rejection::InsufficientRole(role))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_role_is_a_403_with_its_own_problem_type() {
+        let response = Rejection::InsufficientRole("admin").to_response();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let challenge = response.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap();
+        assert!(
+            challenge.contains(r#"error="insufficient_scope""#),
+            "{challenge}"
+        );
+        assert_eq!(
+            Rejection::InsufficientRole("admin").problem_type().uri(),
+            "urn:authgate:problem:insufficient-role"
+        );
+    }
 
     #[test]
     fn a_503_asks_to_retry_when_the_verifier_itself_retries() {

@@ -32,6 +32,9 @@ pub enum ProblemType {
     InvalidCredentials,
     InvalidRefreshToken,
     InsufficientScope,
+    InsufficientRole,
+    AccountDisabled,
+    InvalidRoles,
     WrongPassword,
     EmailNotVerified,
     InvalidResetToken,
@@ -84,6 +87,21 @@ impl ProblemType {
                 StatusCode::FORBIDDEN,
                 "insufficient-scope",
                 "Insufficient scope",
+            ),
+            InsufficientRole => (
+                StatusCode::FORBIDDEN,
+                "insufficient-role",
+                "Insufficient role",
+            ),
+            AccountDisabled => (
+                StatusCode::FORBIDDEN,
+                "account-disabled",
+                "Account disabled",
+            ),
+            InvalidRoles => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-roles",
+                "Invalid roles",
             ),
             WrongPassword => (StatusCode::FORBIDDEN, "wrong-password", "Wrong password"),
             EmailNotVerified => (

@@ -123,16 +123,17 @@ fn custom_claims_are_read_next_to_the_standard_ones() {
     #[derive(serde::Deserialize)]
     struct Tenant {
         tenant: String,
-        roles: Vec<String>,
+        plans: Vec<String>,
     }
     let mut claims = claims();
     claims["tenant"] = json!("acme");
-    claims["roles"] = json!(["admin"]);
+    claims["plans"] = json!(["pro"]);
     let verified: Claims<Tenant> = verifier()
         .verify_cached_as(&issuer_token("k1", &claims))
         .unwrap();
     assert_eq!(verified.custom.tenant, "acme");
-    assert_eq!(verified.custom.roles, ["admin"]);
+    assert_eq!(verified.custom.plans, ["pro"]);
+    assert_eq!(verified.access.roles, ["support"]);
     assert_eq!(
         verified.access.aud,
         authgate_verify::Audience::One(AUDIENCE.into())

@@ -11,7 +11,9 @@ mod support;
 
 use std::sync::Arc;
 
-use authgate_verify::poem::{Jwt, JwtAuth, RequireScope, Scope, WithScope};
+use authgate_verify::poem::{
+    Jwt, JwtAuth, RequireRole, RequireScope, Role, Scope, WithRole, WithScope,
+};
 use authgate_verify::{AccessClaims, Claims, JwkSet, Verifier};
 use poem::test::TestClient;
 use poem::{EndpointExt, Route, get, handler};
@@ -23,6 +25,16 @@ use support::*;
 struct Admin;
 impl Scope for Admin {
     const NAME: &'static str = "admin";
+}
+
+struct Support;
+impl Role for Support {
+    const NAME: &'static str = "support";
+}
+
+struct Auditor;
+impl Role for Auditor {
+    const NAME: &'static str = "auditor";
 }
 
 #[derive(serde::Deserialize)]
@@ -48,6 +60,22 @@ impl Api {
     async fn admin(&self, auth: WithScope<Admin>) -> PlainText<String> {
         PlainText(auth.claims().sub.to_string())
     }
+
+    #[oai(path = "/support", method = "get")]
+    async fn support(&self, auth: WithRole<Support>) -> PlainText<String> {
+        PlainText(auth.claims().roles.join(","))
+    }
+
+    #[oai(path = "/audit", method = "get")]
+    async fn audit(&self, _auth: WithRole<Auditor>) -> PlainText<String> {
+        PlainText("audited".into())
+    }
+}
+
+#[handler]
+fn plain_role(Jwt(claims): Jwt<AccessClaims>) -> poem::Result<String> {
+    claims.require_role("auditor")?;
+    Ok(claims.sid.to_string())
 }
 
 #[handler]
@@ -63,6 +91,7 @@ fn app() -> impl poem::Endpoint {
     Route::new()
         .nest("/", OpenApiService::new(Api, "test", "1"))
         .at("/plain", get(plain))
+        .at("/plain-role", get(plain_role))
         .data(Arc::new(verifier))
 }
 
@@ -206,4 +235,41 @@ async fn a_verifier_missing_from_the_app_is_a_500_not_a_panic() {
         .send()
         .await;
     response.assert_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[tokio::test]
+async fn a_role_requirement_admits_tokens_with_the_role_and_refuses_others_with_403() {
+    let client = TestClient::new(app());
+    // support/mod.rs's tokens carry the role `support`.
+    let token = token_with(json!({}));
+    let response = client
+        .get("/support")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await;
+    response.assert_status_is_ok();
+    response.assert_text("support").await;
+    for path in ["/audit", "/plain-role"] {
+        let response = client
+            .get(path)
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+            .await;
+        let (body, challenge) = problem(response, 403).await;
+        assert_eq!(
+            body["type"], "urn:authgate:problem:insufficient-role",
+            "{path}"
+        );
+        assert!(
+            challenge.contains(r#"error="insufficient_scope""#),
+            "{challenge}"
+        );
+    }
+    let without_roles = token_with(json!({"roles": []}));
+    let response = client
+        .get("/support")
+        .header("authorization", format!("Bearer {without_roles}"))
+        .send()
+        .await;
+    problem(response, 403).await;
 }

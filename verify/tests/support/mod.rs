@@ -23,6 +23,7 @@ pub fn claims() -> Value {
         "iss": ISSUER, "sub": uuid::Uuid::new_v4(), "aud": AUDIENCE,
         "exp": now + 300, "iat": now, "nbf": now,
         "jti": uuid::Uuid::new_v4(), "sid": uuid::Uuid::new_v4(),
+        "email_verified": true, "roles": ["support"],
     })
 }
 

@@ -1,0 +1,96 @@
+//! The admin API, served only on `AUTHGATE_ADMIN_LISTEN`: its own OpenAPI service,
+//! Swagger UI at `/docs` and spec at `/openapi.json`; every operation takes an admin key
+//! as a Bearer token.
+
+mod audit;
+mod users;
+
+use std::sync::Arc;
+
+use poem::{Endpoint, EndpointExt, Response};
+use poem_openapi::auth::Bearer;
+use poem_openapi::{OpenApiService, SecurityScheme, Tags};
+
+use super::problem::{self, ProblemType, internal};
+use super::routes::LabelledRoute;
+use crate::domain::AuthService;
+use crate::domain::admin::AdminCaller;
+use crate::metrics::Metrics;
+
+#[derive(Tags)]
+enum AdminTags {
+    /// Accounts and their sessions.
+    Users,
+    /// The audit trail.
+    Audit,
+}
+
+/// An admin key from `authgate admin-keys create`.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", checker = "authenticate")]
+pub struct AdminKey(AdminCaller);
+
+async fn authenticate(req: &poem::Request, bearer: Bearer) -> poem::Result<AdminCaller> {
+    let service = req
+        .data::<Arc<AuthService>>()
+        .ok_or_else(|| poem::Error::from_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR))?;
+    match service.authenticate_admin(&bearer.token).await {
+        Ok(Some(caller)) => Ok(caller),
+        Ok(None) => {
+            let mut response = ProblemType::InvalidToken.response("Unknown or revoked admin key.");
+            response.headers_mut().insert(
+                poem::http::header::WWW_AUTHENTICATE,
+                poem::http::HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+            );
+            Err(poem::Error::from_response(response))
+        }
+        Err(fault) => Err(poem::Error::from_response(
+            ProblemType::Internal.response(internal(&fault).detail),
+        )),
+    }
+}
+
+type Apis = (users::UsersApi, audit::AuditApi);
+
+/// The admin OpenAPI service; constructible without state for `authgate openapi --admin`.
+pub fn api_service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (users::UsersApi, audit::AuditApi),
+        "authgate admin",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Operators' API of authgate: accounts, their sessions and the audit trail. \
+         Served only on AUTHGATE_ADMIN_LISTEN; every operation takes an admin key.",
+    )
+}
+
+/// The spec as YAML, as `authgate openapi --admin` prints it and `openapi-admin.yaml`
+/// holds it.
+pub fn spec_yaml() -> String {
+    api_service().spec_yaml()
+}
+
+/// The admin listener's application.
+pub fn app(service: Arc<AuthService>, metrics: Arc<Metrics>) -> impl Endpoint<Output = Response> {
+    let api = api_service();
+    let swagger_ui = api.swagger_ui();
+    let spec_json = api.spec_endpoint();
+    let (route, labels) = LabelledRoute::new()
+        .operations(api)
+        .nest("/docs", swagger_ui)
+        .at("/openapi.json", spec_json)
+        .into_parts();
+    let labels = Arc::new(labels);
+    let observed = metrics.clone();
+    route
+        .data(service)
+        .around(super::limit_body)
+        .around(|next, req| async move { super::with_client(next, req).await })
+        .catch_all_error(problem::catch_all)
+        .around(move |next, req| {
+            let metrics = observed.clone();
+            let labels = labels.clone();
+            async move { super::observe(next, req, &metrics, &labels).await }
+        })
+}

@@ -1,0 +1,403 @@
+//! What the admin API reads and changes: admin keys, the user search, account changes
+//! made by an admin, and pages of the audit trail.
+
+use sea_orm::sea_query::{Cond, Expr, Query};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect, Statement, Value,
+};
+use uuid::Uuid;
+
+use super::entities::{account_tokens, admin_keys, audit_events, refresh_tokens, sessions, users};
+use super::sessions::revoke_user_sessions;
+use super::users::joined_roles;
+use super::{Result, Store, UnitOfWork};
+use crate::domain::types::{AuditEntry, AuditRecord, MessageKind, UnixMillis, User};
+
+/// An admin key as listed (never the key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminKeyInfo {
+    pub name: String,
+    pub created_at: UnixMillis,
+    pub revoked_at: Option<UnixMillis>,
+}
+
+/// Which users to list, after which email, how many.
+#[derive(Debug, Clone, Default)]
+pub struct UserSearch {
+    pub email: Option<String>,
+    pub prefix: Option<String>,
+    pub role: Option<String>,
+    pub disabled: Option<bool>,
+    pub after_email: Option<String>,
+    pub limit: u64,
+}
+
+/// What an admin changes of an account; `None` leaves it as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserChange {
+    pub email: Option<String>,
+    pub roles: Option<Vec<String>>,
+    pub disabled: Option<bool>,
+    pub email_verified: Option<bool>,
+}
+
+/// Which audit events, newest first, before which (time, id).
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub user_id: Option<Uuid>,
+    pub event: Option<String>,
+    pub since: Option<UnixMillis>,
+    pub before: Option<(UnixMillis, Uuid)>,
+    pub limit: u64,
+}
+
+impl Store {
+    pub async fn insert_admin_key(&self, name: &str, hash: &[u8], at: UnixMillis) -> Result<()> {
+        let work = self.begin().await?;
+        admin_keys::Entity::insert(admin_keys::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            name: Set(name.to_owned()),
+            key_hash: Set(hash.to_vec()),
+            created_at: Set(at.millis()),
+            revoked_at: Set(None),
+        })
+        .exec_without_returning(work.db())
+        .await?;
+        work.commit(None).await?;
+        Ok(())
+    }
+
+    pub async fn admin_keys(&self) -> Result<Vec<AdminKeyInfo>> {
+        Ok(admin_keys::Entity::find()
+            .order_by_asc(admin_keys::Column::CreatedAt)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|row| AdminKeyInfo {
+                name: row.name,
+                created_at: UnixMillis::from_millis(row.created_at),
+                revoked_at: super::millis(row.revoked_at),
+            })
+            .collect())
+    }
+
+    /// Revokes the live key of this name; false if there is none.
+    pub async fn revoke_admin_key(&self, name: &str, at: UnixMillis) -> Result<bool> {
+        let work = self.begin().await?;
+        let revoked = admin_keys::Entity::update_many()
+            .col_expr(admin_keys::Column::RevokedAt, Expr::value(at))
+            .filter(admin_keys::Column::Name.eq(name))
+            .filter(admin_keys::Column::RevokedAt.is_null())
+            .exec(work.db())
+            .await?
+            .rows_affected;
+        work.commit(None).await?;
+        Ok(revoked == 1)
+    }
+
+    /// The name of the live admin key with this hash. Read at every request, so a
+    /// revocation holds on every instance at once.
+    pub async fn admin_key_name(&self, hash: &[u8]) -> Result<Option<String>> {
+        Ok(admin_keys::Entity::find()
+            .filter(admin_keys::Column::KeyHash.eq(hash.to_vec()))
+            .filter(admin_keys::Column::RevokedAt.is_null())
+            .one(&self.db)
+            .await?
+            .map(|row| row.name))
+    }
+
+    /// Users in email order (bytewise), through the email index whatever the filters.
+    pub async fn search_users(&self, search: &UserSearch) -> Result<Vec<User>> {
+        let backend = self.db.get_database_backend();
+        let postgres = backend == DbBackend::Postgres;
+        // Bytewise order, where a prefix is one contiguous range of the index.
+        let email = if postgres {
+            r#"email COLLATE "C""#
+        } else {
+            "email"
+        };
+        let mut sql = String::from("SELECT * FROM users WHERE 1 = 1");
+        let mut values: Vec<Value> = Vec::new();
+        let mut bind = |sql: &mut String, clause: &str, value: Value| {
+            values.push(value);
+            let placeholder = if postgres {
+                format!("${}", values.len())
+            } else {
+                "?".to_owned()
+            };
+            sql.push_str(&clause.replace('?', &placeholder));
+        };
+        if let Some(exact) = &search.email {
+            bind(&mut sql, " AND email = ?", exact.clone().into());
+        }
+        if let Some(prefix) = &search.prefix {
+            bind(
+                &mut sql,
+                &format!(" AND {email} >= ?"),
+                prefix.clone().into(),
+            );
+            if let Some(end) = prefix_end(prefix) {
+                bind(&mut sql, &format!(" AND {email} < ?"), end.into());
+            }
+        }
+        if let Some(role) = &search.role {
+            let find = if postgres { "strpos" } else { "instr" };
+            bind(
+                &mut sql,
+                &format!(" AND {find}(' ' || roles || ' ', ?) > 0"),
+                format!(" {role} ").into(),
+            );
+        }
+        if let Some(disabled) = search.disabled {
+            bind(&mut sql, " AND disabled = ?", disabled.into());
+        }
+        if let Some(after) = &search.after_email {
+            bind(&mut sql, &format!(" AND {email} > ?"), after.clone().into());
+        }
+        let limit = i64::try_from(search.limit).unwrap_or(i64::MAX);
+        bind(
+            &mut sql,
+            &format!(" ORDER BY {email} LIMIT ?"),
+            limit.into(),
+        );
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        rows.iter()
+            .map(|row| Ok(User::from(users::Model::from_query_result(row, "")?)))
+            .collect()
+    }
+
+    /// Inserts an account made by an admin (see [`Store::insert_user`] for registration).
+    pub async fn insert_user_by_admin(
+        &self,
+        user: &User,
+        password_hash: &str,
+        audit: &AuditEntry<'_>,
+    ) -> Result<()> {
+        let work = self.begin().await?;
+        users::Entity::insert(users::ActiveModel {
+            id: Set(user.id),
+            email: Set(user.email.clone()),
+            password_hash: Set(password_hash.to_owned()),
+            created_at: Set(user.created_at.millis()),
+            email_verified: Set(user.email_verified),
+            reset_sent_at: Set(None),
+            verification_sent_at: Set(None),
+            roles: Set(joined_roles(&user.roles)),
+            disabled: Set(user.disabled),
+            last_login_at: Set(None),
+        })
+        .exec_without_returning(work.db())
+        .await?;
+        work.commit(Some(audit)).await?;
+        Ok(())
+    }
+
+    /// Applies an admin's change in one transaction: disabling ends every session; a new
+    /// email is unverified unless the change says otherwise. Returns the account as it
+    /// now is, `None` for an unknown id, [`StoreError::Duplicate`] for a taken email.
+    pub async fn update_user(
+        &self,
+        id: Uuid,
+        change: &UserChange,
+        audit: &AuditEntry<'_>,
+    ) -> Result<Option<(User, u64)>> {
+        let work = self.begin().await?;
+        let mut update = users::Entity::update_many().filter(users::Column::Id.eq(id));
+        // Always one column, so the statement also locks the row of an empty change.
+        update = update.col_expr(users::Column::Id, Expr::col(users::Column::Id));
+        if let Some(email) = &change.email {
+            update = update.col_expr(users::Column::Email, Expr::value(email.as_str()));
+        }
+        match (change.email_verified, &change.email) {
+            (Some(verified), _) => {
+                update = update.col_expr(users::Column::EmailVerified, Expr::value(verified));
+            }
+            // A changed address is unproven; the same one keeps its state.
+            (None, Some(email)) => {
+                let unchanged = users::Column::Email.eq(email.as_str());
+                update = update.col_expr(
+                    users::Column::EmailVerified,
+                    Expr::case(unchanged, Expr::col(users::Column::EmailVerified))
+                        .finally(Expr::value(false))
+                        .into(),
+                );
+            }
+            (None, None) => {}
+        }
+        if let Some(roles) = &change.roles {
+            update = update.col_expr(users::Column::Roles, Expr::value(joined_roles(roles)));
+        }
+        if let Some(disabled) = change.disabled {
+            update = update.col_expr(users::Column::Disabled, Expr::value(disabled));
+        }
+        if update.exec(work.db()).await?.rows_affected != 1 {
+            return Ok(None);
+        }
+        let ended = match change.disabled {
+            Some(true) => revoke_user_sessions(work.db(), id, None, audit.at).await?,
+            _ => 0,
+        };
+        let Some(row) = users::Entity::find_by_id(id).one(work.db()).await? else {
+            return Ok(None);
+        };
+        work.commit(Some(audit)).await?;
+        Ok(Some((row.into(), ended)))
+    }
+
+    /// Deletes an account, its sessions and tokens, as a deletion by the user does.
+    pub async fn delete_user_by_id(&self, id: Uuid, audit: &AuditEntry<'_>) -> Result<bool> {
+        let work = self.begin().await?;
+        // Tokens before sessions, the order a rotation locks them in.
+        let sessions_of_user = Query::select()
+            .column(sessions::Column::Id)
+            .from(sessions::Entity)
+            .and_where(sessions::Column::UserId.eq(id))
+            .to_owned();
+        refresh_tokens::Entity::delete_many()
+            .filter(refresh_tokens::Column::SessionId.in_subquery(sessions_of_user))
+            .exec(work.db())
+            .await?;
+        let deleted = users::Entity::delete_by_id(id).exec(work.db()).await?;
+        if deleted.rows_affected != 1 {
+            return Ok(false);
+        }
+        work.commit(Some(audit)).await?;
+        Ok(true)
+    }
+
+    /// Ends every session of a user; `None` for an unknown user.
+    pub async fn logout_user(&self, id: Uuid, audit: &AuditEntry<'_>) -> Result<Option<u64>> {
+        let work = self.begin().await?;
+        if !lock_user(&work, id).await? {
+            return Ok(None);
+        }
+        let ended = revoke_user_sessions(work.db(), id, None, audit.at).await?;
+        work.commit(Some(audit)).await?;
+        Ok(Some(ended))
+    }
+
+    /// Ends one live session, whoever's it is; false if it is not live.
+    pub async fn end_session(&self, id: Uuid, audit: &AuditEntry<'_>) -> Result<bool> {
+        let work = self.begin().await?;
+        let ended = sessions::Entity::update_many()
+            .col_expr(sessions::Column::RevokedAt, Expr::value(audit.at))
+            .filter(sessions::Column::Id.eq(id))
+            .filter(sessions::Column::RevokedAt.is_null())
+            .filter(sessions::Column::ExpiresAt.gt(audit.at))
+            .exec(work.db())
+            .await?
+            .rows_affected;
+        if ended != 1 {
+            return Ok(false);
+        }
+        work.commit(Some(audit)).await?;
+        Ok(true)
+    }
+
+    /// The user of a live session.
+    pub async fn session_owner(&self, id: Uuid) -> Result<Option<Uuid>> {
+        Ok(sessions::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .map(|row| row.user_id))
+    }
+
+    /// Stores a reset token handed to an admin for out-of-band delivery (no message).
+    pub async fn insert_reset_token(
+        &self,
+        id: Uuid,
+        user: &User,
+        hash: &[u8],
+        expires_at: UnixMillis,
+        audit: &AuditEntry<'_>,
+    ) -> Result<()> {
+        let work = self.begin().await?;
+        account_tokens::Entity::insert(account_tokens::ActiveModel {
+            id: Set(id),
+            user_id: Set(user.id),
+            kind: Set(MessageKind::PasswordReset.as_str().to_owned()),
+            email: Set(user.email.clone()),
+            token_hash: Set(hash.to_vec()),
+            created_at: Set(audit.at.millis()),
+            expires_at: Set(expires_at.millis()),
+            used_at: Set(None),
+        })
+        .exec_without_returning(work.db())
+        .await?;
+        work.commit(Some(audit)).await?;
+        Ok(())
+    }
+
+    /// A page of the audit trail, newest first.
+    pub async fn audit_page(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let mut select = audit_events::Entity::find()
+            .order_by_desc(audit_events::Column::At)
+            .order_by_desc(audit_events::Column::Id)
+            .limit(query.limit);
+        if let Some(user_id) = query.user_id {
+            select = select.filter(audit_events::Column::UserId.eq(user_id));
+        }
+        if let Some(event) = &query.event {
+            select = select.filter(audit_events::Column::Event.eq(event.as_str()));
+        }
+        if let Some(since) = query.since {
+            select = select.filter(audit_events::Column::At.gte(since));
+        }
+        if let Some((at, id)) = query.before {
+            select = select.filter(
+                Cond::any().add(audit_events::Column::At.lt(at)).add(
+                    Cond::all()
+                        .add(audit_events::Column::At.eq(at))
+                        .add(audit_events::Column::Id.lt(id)),
+                ),
+            );
+        }
+        Ok(select
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(AuditRecord::from)
+            .collect())
+    }
+}
+
+/// Locks a user's row for the rest of the transaction; false if there is none.
+async fn lock_user(work: &UnitOfWork<'_>, id: Uuid) -> Result<bool, sea_orm::DbErr> {
+    Ok(users::Entity::update_many()
+        .col_expr(users::Column::Id, Expr::col(users::Column::Id))
+        .filter(users::Column::Id.eq(id))
+        .exec(work.db())
+        .await?
+        .rows_affected
+        == 1)
+}
+
+/// The least string above every string that starts with `prefix` (bytewise), if any.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_ends_at_its_last_character_incremented() {
+        assert_eq!(prefix_end("ann").as_deref(), Some("ano"));
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(prefix_end(""), None);
+    }
+}
