@@ -99,11 +99,18 @@ impl AuthService {
             None => None,
         };
         let search = UserSearch {
-            email: filter.email.map(|email| normalize_email(&email)),
-            prefix: filter.q.map(|q| normalize_email(&q)),
+            email: filter
+                .email
+                .map(|email| email_parameter(&email))
+                .transpose()?,
+            prefix: filter.q.map(|q| email_parameter(&q)).transpose()?,
             role,
             disabled: filter.disabled,
-            after_email: filter.cursor.as_deref().map(decode_cursor).transpose()?,
+            after_email: filter
+                .cursor
+                .as_deref()
+                .map(|cursor| email_parameter(&decode_cursor(cursor)?))
+                .transpose()?,
             limit: filter.limit + 1,
         };
         let mut users = self.store.search_users(&search).await?;
@@ -301,6 +308,11 @@ impl AuthService {
             }
             None => None,
         };
+        if let Some(event) = &filter.event
+            && (event.len() > 64 || event.chars().any(char::is_control))
+        {
+            return Err(AdminError::BadParameter("event: not an event name".into()));
+        }
         let query = AuditQuery {
             user_id: filter.user_id,
             event: filter.event,
@@ -320,6 +332,20 @@ impl AuthService {
             next_cursor: next_cursor.flatten(),
         })
     }
+}
+
+/// An email (or its prefix) as a search parameter: normalized like stored emails; text
+/// no email can hold (control characters, which PostgreSQL also refuses) is a 400.
+fn email_parameter(text: &str) -> Result<String, AdminError> {
+    let email = normalize_email(text);
+    if email.chars().count() > super::accounts::EMAIL_MAX_CHARS
+        || email.chars().any(char::is_control)
+    {
+        return Err(AdminError::BadParameter(
+            "not an email or email prefix".into(),
+        ));
+    }
+    Ok(email)
 }
 
 fn encode_cursor(position: &str) -> String {

@@ -164,21 +164,15 @@ impl AuthService {
             new: upgraded_hash.as_deref().unwrap_or(&account.password_hash),
             logged_in_at: Some(now),
         };
-        // A password change or deletion that committed since the check wins.
-        if !self
+        // A password change, deletion or disabling that committed since the check wins.
+        let Some(subject) = self
             .store
             .start_session(&session, new_token, password, &started)
             .await?
-        {
+        else {
             return Err(LoginError::InvalidCredentials);
-        }
-        Ok(self.token_pair(
-            &session,
-            &user.subject(),
-            refresh_token,
-            refresh_expires_at,
-            now,
-        )?)
+        };
+        Ok(self.token_pair(&session, &subject, refresh_token, refresh_expires_at, now)?)
     }
 
     /// Checks `password` against the account of `email` under the failed-login throttle:

@@ -8,7 +8,9 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::{account_tokens, admin_keys, audit_events, refresh_tokens, sessions, users};
+use super::entities::{
+    account_tokens, admin_keys, audit_events, outbox, refresh_tokens, sessions, users,
+};
 use super::sessions::revoke_user_sessions;
 use super::users::joined_roles;
 use super::{Result, Store, UnitOfWork};
@@ -198,7 +200,7 @@ impl Store {
 
     /// Applies an admin's change in one transaction: disabling ends every session; a new
     /// email is unverified unless the change says otherwise. Returns the account as it
-    /// now is, `None` for an unknown id, [`StoreError::Duplicate`] for a taken email.
+    /// now is, `None` for an unknown id, [`super::StoreError::Duplicate`] for a taken email.
     pub async fn update_user(
         &self,
         id: Uuid,
@@ -234,8 +236,24 @@ impl Store {
         if let Some(disabled) = change.disabled {
             update = update.col_expr(users::Column::Disabled, Expr::value(disabled));
         }
+        let before = users::Entity::find_by_id(id).one(work.db()).await?;
         if update.exec(work.db()).await?.rows_affected != 1 {
             return Ok(None);
+        }
+        // Tokens sent to a former address prove nothing about the new one.
+        if let (Some(before), Some(email)) = (&before, &change.email)
+            && before.email != *email
+        {
+            account_tokens::Entity::update_many()
+                .col_expr(account_tokens::Column::UsedAt, Expr::value(audit.at))
+                .filter(account_tokens::Column::UserId.eq(id))
+                .filter(account_tokens::Column::UsedAt.is_null())
+                .exec(work.db())
+                .await?;
+            outbox::Entity::delete_many()
+                .filter(outbox::Column::UserId.eq(id))
+                .exec(work.db())
+                .await?;
         }
         let ended = match change.disabled {
             Some(true) => revoke_user_sessions(work.db(), id, None, audit.at).await?,

@@ -117,7 +117,8 @@ impl Store {
         let set = users::Entity::update_many()
             .col_expr(users::Column::PasswordHash, Expr::value(new_hash))
             .filter(users::Column::Id.eq(token.user_id))
-            .filter(users::Column::Disabled.eq(false))
+            // A token sent to a former address resets nothing.
+            .filter(users::Column::Email.eq(token.email.as_str()))
             .exec(work.db())
             .await?;
         if set.rows_affected != 1 || !spend_token(&work, token.id, now).await? {

@@ -10,7 +10,7 @@ use super::entities::{refresh_tokens, sessions, users};
 use super::passwords::{PasswordSwap, swap_password_hash};
 use super::{RefreshTokenRow, Result, SessionRow, Store, millis};
 use crate::domain::types::{
-    Actor, AuditEntry, NewRefreshToken, RefreshToken, Session, UnixMillis, User,
+    Actor, AuditEntry, NewRefreshToken, RefreshToken, Session, Subject, UnixMillis, User,
 };
 
 /// Who `/me` asks about: a session, its user, and the time it must still be live at.
@@ -19,18 +19,27 @@ pub(super) type SessionUserQuery = (Uuid, Uuid, UnixMillis);
 impl Store {
     /// Starts a session with its first refresh token, and stores the password hash of
     /// `password` (the checked one, or its upgrade). One transaction; nothing happens
-    /// (false) if the password changed or the account went since it was checked.
+    /// (`None`) if the password changed, or the account went or was disabled, since it
+    /// was checked. Returns what the access token states, read in the transaction.
     pub async fn start_session(
         &self,
         session: &Session,
         token: NewRefreshToken,
         password: PasswordSwap<'_>,
         audit: &AuditEntry<'_>,
-    ) -> Result<bool> {
+    ) -> Result<Option<Subject>> {
         let work = self.begin().await?;
         if !swap_password_hash(work.db(), password).await? {
-            return Ok(false);
+            return Ok(None);
         }
+        // Read after the swap locked the row: a role change that committed meanwhile
+        // is in this token.
+        let Some(user) = users::Entity::find_by_id(session.user_id)
+            .one(work.db())
+            .await?
+        else {
+            return Ok(None);
+        };
         let now = session.created_at;
         sessions::Entity::insert(sessions::ActiveModel {
             id: Set(session.id),
@@ -46,7 +55,7 @@ impl Store {
         .await?;
         insert_refresh_token(work.db(), session.id, token, now).await?;
         work.commit(Some(audit)).await?;
-        Ok(true)
+        Ok(Some(User::from(user).subject()))
     }
 
     /// The refresh token with this hash and its session.

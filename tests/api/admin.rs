@@ -14,11 +14,9 @@ async fn admin_app(adjust: impl FnOnce(&mut authgate::config::Config)) -> (TestA
         adjust(config);
     })
     .await;
-    let key = app
-        .run_async(&["admin-keys", "create", "ops"])
-        .await
-        .trim()
-        .to_owned();
+    let printed = app.run_async(&["admin-keys", "create", "ops"]).await;
+    assert_eq!(printed.lines().count(), 1, "only the key: {printed:?}");
+    let key = printed.trim().to_owned();
     (app, key)
 }
 
@@ -225,33 +223,31 @@ async fn an_admin_creates_reads_changes_and_deletes_accounts() {
     )
     .await;
     assert_problem(taken, StatusCode::CONFLICT).await;
+    let user_path = format!("/admin/v1/users/{id}");
+    let patch = |body: Value| admin(&app, &key, Method::PATCH, &user_path, Some(body));
+    let verified = json_of(patch(json!({"email_verified": true})).await, StatusCode::OK).await;
+    assert_eq!(verified["email_verified"], true);
+    // The same address keeps its state; a new one is unproven, unless said otherwise.
+    let same = json_of(
+        patch(json!({"email": "ANN@example.com"})).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(same["email_verified"], true);
     let changed = json_of(
-        admin(
-            &app,
-            &key,
-            Method::PATCH,
-            &format!("/admin/v1/users/{id}"),
-            Some(json!({"email": "ann.lee@example.com"})),
-        )
-        .await,
+        patch(json!({"email": "ann.lee@example.com"})).await,
         StatusCode::OK,
     )
     .await;
     assert_eq!(changed["email"], "ann.lee@example.com");
     assert_eq!(changed["roles"], json!(["member"]));
-    let verified = json_of(
-        admin(
-            &app,
-            &key,
-            Method::PATCH,
-            &format!("/admin/v1/users/{id}"),
-            Some(json!({"email_verified": true})),
-        )
-        .await,
+    assert_eq!(changed["email_verified"], false);
+    let vouched = json_of(
+        patch(json!({"email": "ann.l@example.com", "email_verified": true})).await,
         StatusCode::OK,
     )
     .await;
-    assert_eq!(verified["email_verified"], true);
+    assert_eq!(vouched["email_verified"], true);
 
     // Deleting: 204, the user's tokens stop working, then 404.
     let access_token = str_field(&pair, "access_token");
@@ -770,4 +766,86 @@ fn openapi_admin_yaml_is_up_to_date() {
         .output()
         .unwrap();
     assert!(String::from_utf8(printed.stdout).unwrap() == committed);
+}
+
+#[tokio::test]
+async fn tokens_sent_to_a_former_address_or_a_disabled_account_do_nothing() {
+    let path = std::env::temp_dir().join(format!("authgate-admin-{}.jsonl", uuid::Uuid::new_v4()));
+    let file = path.clone();
+    let (app, key) = admin_app(move |config| config.messages.delivery_file = Some(file)).await;
+    let (_, pair) = app.signed_in_user().await;
+    let me: Value = app
+        .me(&str_field(&pair, "access_token"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = str_field(&me, "id");
+    let reset = json_of(
+        admin(
+            &app,
+            &key,
+            Method::POST,
+            &format!("/admin/v1/users/{id}/password-reset"),
+            None,
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let token = str_field(&reset, "token");
+
+    // The address changes: the token sent to the old one resets nothing.
+    json_of(
+        admin(
+            &app,
+            &key,
+            Method::PATCH,
+            &format!("/admin/v1/users/{id}"),
+            Some(json!({"email": "moved@example.com"})),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let refused = app
+        .post_json(
+            "/v1/auth/password/reset",
+            &json!({"token": token, "new_password": "an attacker's choice"}),
+        )
+        .await;
+    assert_problem(refused, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        app.login("moved@example.com", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+
+    // Disabled: forgot-password queues nothing.
+    json_of(
+        admin(
+            &app,
+            &key,
+            Method::PATCH,
+            &format!("/admin/v1/users/{id}"),
+            Some(json!({"disabled": true})),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let before = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    let response = app
+        .post_json(
+            "/v1/auth/password/forgot",
+            &json!({"email": "moved@example.com"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let lines = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(lines.lines().count(), before, "{lines}");
+    assert!(!lines.contains("password_reset"), "{lines}");
 }

@@ -99,7 +99,7 @@ downstream_check() {
   local port base body claims
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   base="http://127.0.0.1:$port"
-  AUTHGATE_ISSUER="$BASE" DOWNSTREAM_LISTEN="127.0.0.1:$port" RUST_LOG=warn \
+  AUTHGATE_ISSUER="$BASE" DOWNSTREAM_LISTEN="127.0.0.1:$port" DOWNSTREAM_LOG=warn \
     "$DOWNSTREAM" >"$WORK/downstream.log" 2>&1 &
   DOWNSTREAM_PID=$!
   for _ in $(seq 60); do curl -fs --max-time 2 -o /dev/null "$base/docs" && break; sleep 0.5; done

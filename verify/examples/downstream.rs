@@ -8,7 +8,8 @@
 //! `authgate`), listens on `DOWNSTREAM_LISTEN` (default `127.0.0.1:8081`), and serves
 //! `GET /hello` → `{sub, sid}` for a valid access token, `GET /admin` → `{sub, roles}` for
 //! a token with the role `admin`, `GET /reports` → `{sub, scope}` for a token whose scope
-//! includes `reports:read` (403 otherwise), with Swagger UI at `/docs`.
+//! includes `reports:read` (403 otherwise), with Swagger UI at `/docs`. Logs to stderr
+//! at the level of `DOWNSTREAM_LOG` (default `info`).
 
 #![allow(
     clippy::unwrap_used,
@@ -67,8 +68,8 @@ impl Api {
     #[oai(path = "/hello", method = "get")]
     async fn hello(&self, auth: JwtAuth) -> Json<Hello> {
         Json(Hello {
-            sub: auth.0.sub.to_string(),
-            sid: auth.0.sid.to_string(),
+            sub: auth.sub.to_string(),
+            sid: auth.sid.to_string(),
         })
     }
 
@@ -102,7 +103,13 @@ fn env_or(name: &str, default: &str) -> String {
 // comparison measures this library and not the choice of runtime.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // DOWNSTREAM_LOG (tracing's filter syntax, default `info`): a refused issuer or an
+    // unreachable JWKS is a warning there, not a silent 503.
     tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DOWNSTREAM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let issuer = env_or("AUTHGATE_ISSUER", "http://127.0.0.1:8080");

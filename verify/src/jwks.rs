@@ -99,9 +99,18 @@ impl RemoteKeys {
         })
     }
 
-    pub(crate) async fn refresh_initial(&self, keys: &SharedKeys, algorithms: &[Algorithm]) {
+    /// The first fetch, at build time. An issuer that is down is retried later; a
+    /// discovery document naming another issuer is a configuration error, returned.
+    pub(crate) async fn refresh_initial(
+        &self,
+        keys: &SharedKeys,
+        algorithms: &[Algorithm],
+    ) -> Result<(), FetchError> {
         let mut state = self.state.lock().await;
-        self.fetch_into(&mut state, keys, algorithms).await;
+        match self.fetch_into(&mut state, keys, algorithms).await {
+            Err(mismatch @ FetchError::IssuerMismatch { .. }) => Err(mismatch),
+            _ => Ok(()),
+        }
     }
 
     /// Refreshes expired keys; a request that finds a fetch under way goes on with the
@@ -111,7 +120,8 @@ impl RemoteKeys {
             return;
         };
         if Instant::now() >= state.stale_at && self.may_fetch(&state, keys) {
-            self.fetch_into(&mut state, keys, algorithms).await;
+            // Logged where it happened; the last good keys stay.
+            let _ = self.fetch_into(&mut state, keys, algorithms).await;
         }
     }
 
@@ -127,7 +137,8 @@ impl RemoteKeys {
         let mut state = self.state.lock().await;
         let known = keys.read().unwrap_or_else(|e| e.into_inner()).contains(kid);
         if !known && self.may_fetch(&state, keys) {
-            self.fetch_into(&mut state, keys, algorithms).await;
+            // Logged where it happened; the last good keys stay.
+            let _ = self.fetch_into(&mut state, keys, algorithms).await;
         }
     }
 
@@ -147,23 +158,25 @@ impl RemoteKeys {
         state: &mut FetchState,
         keys: &SharedKeys,
         algorithms: &[Algorithm],
-    ) {
+    ) -> Result<(), FetchError> {
         state.last_attempt = Some(Instant::now());
         match self.fetch(algorithms).await {
             Ok((fetched, max_age)) => {
                 tracing::debug!(keys = fetched.len(), "fetched JWKS");
                 *keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fetched);
                 state.stale_at = Instant::now() + max_age;
+                Ok(())
             }
             Err(reason) => {
                 // The last good keys stay; try again after the refetch interval.
                 tracing::warn!(%reason, issuer = %self.issuer, "JWKS fetch failed; keeping the last good keys");
                 state.stale_at = Instant::now() + self.options.min_refetch_interval;
+                Err(reason)
             }
         }
     }
 
-    async fn fetch(&self, algorithms: &[Algorithm]) -> Result<(KeySet, Duration), String> {
+    async fn fetch(&self, algorithms: &[Algorithm]) -> Result<(KeySet, Duration), FetchError> {
         let url = self.jwks_url.get_or_try_init(|| self.discover()).await?;
         let (headers, body) = self.http.get(url).await?;
         let max_age = headers
@@ -177,12 +190,12 @@ impl RemoteKeys {
             serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not a JWKS: {e}"))?;
         let keys = KeySet::from_jwks(&jwks, algorithms);
         if keys.is_empty() {
-            return Err(format!("GET {url}: no usable signing key"));
+            return Err(format!("GET {url}: no usable signing key").into());
         }
         Ok((keys, max_age))
     }
 
-    async fn discover(&self) -> Result<Url, String> {
+    async fn discover(&self) -> Result<Url, FetchError> {
         #[derive(serde::Deserialize)]
         struct Discovery {
             issuer: String,
@@ -198,12 +211,13 @@ impl RemoteKeys {
         let (_, body) = self.http.get(url).await?;
         let document: Discovery = serde_json::from_slice(&body)
             .map_err(|e| format!("GET {url}: not a discovery document: {e}"))?;
-        // OpenID Connect Discovery §4.3: the document must name the issuer we asked.
-        if document.issuer != self.issuer {
-            return Err(format!(
-                "GET {url}: names issuer {:?}, expected {:?}",
-                document.issuer, self.issuer
-            ));
+        // OpenID Connect Discovery §4.3: the document must name the issuer we asked
+        // (a trailing slash apart: tokens are checked against both spellings).
+        if document.issuer.trim_end_matches('/') != self.issuer.trim_end_matches('/') {
+            return Err(FetchError::IssuerMismatch {
+                configured: self.issuer.clone(),
+                discovered: document.issuer,
+            });
         }
         let jwks_url = http::check_url(&document.jwks_uri, self.allow_insecure_http)
             .map_err(|e| format!("GET {url}: jwks_uri refused: {e}"))?;
@@ -214,9 +228,42 @@ impl RemoteKeys {
             return Err(format!(
                 "GET {url}: jwks_uri {jwks_url} is on another origin than the issuer; \
                  refused (allow it with .allow_jwks_origin(\"{jwks_origin}\"))"
-            ));
+            )
+            .into());
         }
         Ok(jwks_url)
+    }
+}
+
+/// Why keys could not be fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FetchError {
+    /// The discovery document is another issuer's: the configuration is wrong.
+    IssuerMismatch {
+        configured: String,
+        discovered: String,
+    },
+    Other(String),
+}
+
+impl From<String> for FetchError {
+    fn from(reason: String) -> Self {
+        Self::Other(reason)
+    }
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::IssuerMismatch {
+                configured,
+                discovered,
+            } => write!(
+                f,
+                "the discovery document names the issuer {discovered:?}, not the configured {configured:?}"
+            ),
+            Self::Other(reason) => f.write_str(reason),
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::de::DeserializeOwned;
 
 use crate::http;
-use crate::jwks::{JwksOptions, KeySource, RemoteKeys};
+use crate::jwks::{FetchError, JwksOptions, KeySource, RemoteKeys};
 use crate::{ACCESS_TOKEN_TYPE, AccessClaims, JwkSet, MAX_TOKEN_LEN, VerifyError};
 
 /// A configuration mistake, found when the verifier is built.
@@ -32,6 +32,16 @@ pub enum InitError {
          authgate-verify (on by default)"
     )]
     TlsUnavailable(String),
+    /// The issuer given to the builder is not the one its discovery document names
+    /// (it must be the `iss` of the tokens, e.g. authgate's `AUTHGATE_ISSUER`).
+    #[error(
+        "the issuer is configured as {configured:?} but its discovery document names \
+         {discovered:?}: use the issuer exactly as authgate's AUTHGATE_ISSUER"
+    )]
+    IssuerMismatch {
+        configured: String,
+        discovered: String,
+    },
 }
 
 /// A trusted key, and the one algorithm it may be used with when its JWK names one.
@@ -143,7 +153,12 @@ fn validations(
             continue;
         }
         let mut validation = Validation::new(alg);
-        validation.set_issuer(&[issuer]);
+        // `https://id.example.com` and `https://id.example.com/` name one issuer.
+        let other_spelling = match issuer.strip_suffix('/') {
+            Some(trimmed) => trimmed.to_owned(),
+            None => format!("{issuer}/"),
+        };
+        validation.set_issuer(&[issuer, other_spelling.as_str()]);
         validation.set_audience(audiences);
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
@@ -294,10 +309,18 @@ impl VerifierBuilder {
             keys: RwLock::new(Arc::new(keys)),
             remote,
         };
-        if let Some(remote) = &verifier.remote {
-            remote
+        if let Some(remote) = &verifier.remote
+            && let Err(FetchError::IssuerMismatch {
+                configured,
+                discovered,
+            }) = remote
                 .refresh_initial(&verifier.keys, &verifier.algorithms)
-                .await;
+                .await
+        {
+            return Err(InitError::IssuerMismatch {
+                configured,
+                discovered,
+            });
         }
         Ok(verifier)
     }
@@ -317,6 +340,12 @@ pub struct Verifier {
 impl Verifier {
     /// A builder for tokens of `issuer` meant for `audience`, with the defaults: EdDSA
     /// only, `typ: at+jwt`, 60 seconds of leeway.
+    ///
+    /// - `issuer` is authgate's `AUTHGATE_ISSUER`, the `iss` of its tokens and the base
+    ///   of its discovery document (`http://127.0.0.1:8080` by default); a trailing slash
+    ///   makes no difference, any other difference fails [`VerifierBuilder::build`].
+    /// - `audience` is authgate's `AUTHGATE_AUDIENCE` (default `authgate`), the `aud` of
+    ///   every token it issues, not the name of the service that verifies them.
     pub fn builder(issuer: &str, audience: &str) -> VerifierBuilder {
         VerifierBuilder {
             issuer: issuer.to_owned(),

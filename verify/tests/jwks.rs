@@ -261,25 +261,34 @@ async fn keys_are_found_through_the_issuers_discovery_document() {
 }
 
 #[tokio::test]
-async fn a_discovery_document_for_another_issuer_is_not_trusted() {
+async fn a_discovery_document_for_another_issuer_fails_the_build_naming_both() {
     let (mock, base) = spawn_mock().await;
     *mock.issuer.lock().unwrap() = "https://someone-else.test".into();
+    let refused = Verifier::builder(&base, AUDIENCE)
+        .discovery()
+        .build()
+        .await
+        .err()
+        .expect("a verifier for another issuer's keys");
+    let message = refused.to_string();
+    assert!(
+        message.contains("https://someone-else.test") && message.contains(&base),
+        "{message}"
+    );
+    assert_eq!(mock.fetches(), 0);
+}
+
+#[tokio::test]
+async fn an_issuer_configured_with_a_trailing_slash_still_verifies() {
+    let (_mock, base) = spawn_mock().await;
     let claims = json!({"iss": base, "aud": AUDIENCE, "sub": uuid::Uuid::new_v4(), "sid": uuid::Uuid::new_v4(),
         "jti": uuid::Uuid::new_v4(), "iat": now(), "nbf": now(), "exp": now() + 60});
-    let verifier = Verifier::builder(&base, AUDIENCE)
+    let verifier = Verifier::builder(&format!("{base}/"), AUDIENCE)
         .discovery()
         .build()
         .await
         .unwrap();
-
-    assert_eq!(
-        verifier
-            .verify(&issuer_token("k1", &claims))
-            .await
-            .map(|_| ()),
-        Err(VerifyError::KeysUnavailable)
-    );
-    assert_eq!(mock.fetches(), 0);
+    assert!(verifier.verify(&issuer_token("k1", &claims)).await.is_ok());
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
-use super::users::{AdminAnswer, AdminFailure, page_limit};
+use super::users::{AdminAnswer, AdminFailure, no_store, page_limit};
 use super::{AdminKey, AdminTags};
 use crate::api::problem::ProblemType;
 use crate::domain::admin::AuditFilter;
@@ -57,7 +57,7 @@ pub struct AuditPage {
 #[derive(ApiResponse)]
 pub enum AuditResponse {
     #[oai(status = 200)]
-    Ok(Json<AuditPage>),
+    Ok(Json<AuditPage>, #[oai(header = "Cache-Control")] String),
 }
 
 pub struct AuditApi;
@@ -94,9 +94,12 @@ impl AuditApi {
             cursor: cursor.0,
         };
         let page = service.admin_audit(filter).await?;
-        Ok(AuditResponse::Ok(Json(AuditPage {
-            events: page.items.into_iter().map(AuditEvent::from).collect(),
-            next_cursor: page.next_cursor,
-        })))
+        Ok(AuditResponse::Ok(
+            Json(AuditPage {
+                events: page.items.into_iter().map(AuditEvent::from).collect(),
+                next_cursor: page.next_cursor,
+            }),
+            no_store(),
+        ))
     }
 }

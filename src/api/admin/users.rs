@@ -9,6 +9,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
 use super::{AdminKey, AdminTags};
+use crate::api::auth::NO_STORE;
 use crate::api::problem::{Problem, ProblemType, internal, problem_of};
 use crate::api::sessions::{SessionBody, SessionList};
 use crate::api::strict::StrictString;
@@ -144,22 +145,27 @@ pub(super) fn page_limit(limit: Option<u32>) -> Result<u64, AdminFailure> {
     }
 }
 
+/// Users' data is never cached.
+pub(super) fn no_store() -> String {
+    NO_STORE.to_owned()
+}
+
 #[derive(ApiResponse)]
 pub enum UserPageResponse {
     #[oai(status = 200)]
-    Ok(Json<UserPage>),
+    Ok(Json<UserPage>, #[oai(header = "Cache-Control")] String),
 }
 
 #[derive(ApiResponse)]
 pub enum UserResponse {
     #[oai(status = 200)]
-    Ok(Json<AdminUser>),
+    Ok(Json<AdminUser>, #[oai(header = "Cache-Control")] String),
 }
 
 #[derive(ApiResponse)]
 pub enum CreatedUserResponse {
     #[oai(status = 201)]
-    Created(Json<AdminUser>),
+    Created(Json<AdminUser>, #[oai(header = "Cache-Control")] String),
 }
 
 #[derive(ApiResponse)]
@@ -172,7 +178,7 @@ pub enum DoneResponse {
 pub enum SessionsResponse {
     /// Live sessions (`current` is always false here), most recently used first.
     #[oai(status = 200)]
-    Ok(Json<SessionList>),
+    Ok(Json<SessionList>, #[oai(header = "Cache-Control")] String),
 }
 
 #[derive(ApiResponse)]
@@ -210,10 +216,13 @@ impl UsersApi {
             cursor: cursor.0,
         };
         let page = service.admin_find_users(filter).await?;
-        Ok(UserPageResponse::Ok(Json(UserPage {
-            users: page.items.into_iter().map(AdminUser::from).collect(),
-            next_cursor: page.next_cursor,
-        })))
+        Ok(UserPageResponse::Ok(
+            Json(UserPage {
+                users: page.items.into_iter().map(AdminUser::from).collect(),
+                next_cursor: page.next_cursor,
+            }),
+            no_store(),
+        ))
     }
 
     /// Create an account.
@@ -233,7 +242,7 @@ impl UsersApi {
             email_verified: body.email_verified,
         };
         let user = service.admin_create_user(&key.0, client.0, new).await?;
-        Ok(CreatedUserResponse::Created(Json(user.into())))
+        Ok(CreatedUserResponse::Created(Json(user.into()), no_store()))
     }
 
     /// One account.
@@ -245,7 +254,7 @@ impl UsersApi {
         id: Path<Uuid>,
     ) -> AdminAnswer<UserResponse> {
         let user = service.admin_user(id.0).await?;
-        Ok(UserResponse::Ok(Json(user.into())))
+        Ok(UserResponse::Ok(Json(user.into()), no_store()))
     }
 
     /// Change an account's email, roles, disabled or email_verified.
@@ -268,7 +277,7 @@ impl UsersApi {
         let user = service
             .admin_update_user(&key.0, client.0, id.0, change)
             .await?;
-        Ok(UserResponse::Ok(Json(user.into())))
+        Ok(UserResponse::Ok(Json(user.into()), no_store()))
     }
 
     /// Delete an account, its sessions and tokens (as a deletion by its user).
@@ -293,12 +302,15 @@ impl UsersApi {
         id: Path<Uuid>,
     ) -> AdminAnswer<SessionsResponse> {
         let sessions = service.admin_user_sessions(id.0).await?;
-        Ok(SessionsResponse::Ok(Json(SessionList {
-            sessions: sessions
-                .into_iter()
-                .map(|session| SessionBody::new(session, Uuid::nil()))
-                .collect(),
-        })))
+        Ok(SessionsResponse::Ok(
+            Json(SessionList {
+                sessions: sessions
+                    .into_iter()
+                    .map(|session| SessionBody::new(session, Uuid::nil()))
+                    .collect(),
+            }),
+            no_store(),
+        ))
     }
 
     /// End every session of an account.
@@ -342,7 +354,7 @@ impl UsersApi {
                 token,
                 expires_at: expires_at.rfc3339(),
             }),
-            crate::api::auth::NO_STORE.to_owned(),
+            no_store(),
         ))
     }
 }

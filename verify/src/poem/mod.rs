@@ -2,13 +2,19 @@
 //!
 //! Add the verifier to the app with `.data(Arc::new(verifier))`, then take
 //! [`JwtAuth`] (poem-openapi operations; documented as a Bearer security scheme) or
-//! [`Jwt`] (plain poem handlers) as a parameter. [`WithScope`] also demands a scope,
-//! [`WithRole`] a role.
+//! [`Jwt`] (plain poem handlers) as a parameter. [`WithScope`] also demands scopes
+//! (one, [`AllOf`] or [`AnyOf`]), [`WithRole`] a role; plain handlers check them with
+//! [`RequireScope`] / [`RequireRole`], also for scope names known only at run time.
+//! Every extractor hands over the claims the same way: `.claims()`, or through `Deref`
+//! (`auth.sub`).
 //! Failures answer `application/problem+json` with RFC 6750 `WWW-Authenticate`: 401
-//! without a token or with an invalid one, 403 `insufficient_scope`, and 503 while no
-//! keys could be loaded.
+//! without a token or with an invalid one, 403 `insufficient_scope` (problem types
+//! `insufficient-scope`, `insufficient-role`), and 503 while no keys could be loaded.
+//! Declare them in an operation's spec with [`AuthFailures`] as its error type.
 
-use std::marker::PhantomData;
+mod requirements;
+
+use std::ops::Deref;
 use std::sync::Arc;
 
 use poem::http::{StatusCode, header};
@@ -17,8 +23,12 @@ use poem_openapi::registry::{MetaSecurityScheme, Registry};
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use serde::de::DeserializeOwned;
 
-use crate::problem::ProblemType;
-use crate::{AccessClaims, HasAccessClaims, Verifier, VerifyError};
+use crate::problem::{Problem, ProblemType};
+use crate::{AccessClaims, Verifier, VerifyError};
+
+pub use requirements::{
+    AllOf, AnyOf, RequireRole, RequireScope, Role, Scope, ScopeRequirement, WithRole, WithScope,
+};
 
 /// Name of the security scheme in the OpenAPI document.
 pub const SECURITY_SCHEME: &str = "AuthgateBearer";
@@ -30,10 +40,11 @@ pub enum Rejection {
     MissingToken,
     /// The token did not verify; the reason is logged, not sent.
     InvalidToken(VerifyError),
-    /// The token lacks this scope.
-    InsufficientScope(&'static str),
+    /// The token lacks these scopes (as the requirement states them, e.g. `a b` for
+    /// all of them or `a|b` for either).
+    InsufficientScope(String),
     /// The token lacks this role.
-    InsufficientRole(&'static str),
+    InsufficientRole(String),
     /// No `Arc<Verifier>` was added to the app with `.data()`.
     NotConfigured,
 }
@@ -76,7 +87,8 @@ impl Rejection {
             Self::InsufficientScope(scope) => (
                 format!("The access token lacks the scope {scope:?}."),
                 Some(format!(
-                    r#"Bearer error="insufficient_scope", scope="{scope}", error_description="The access token lacks a required scope""#
+                    r#"Bearer error="insufficient_scope", scope="{}", error_description="The access token lacks a required scope""#,
+                    scope.replace('|', " ")
                 )),
             ),
             Self::InsufficientRole(role) => (
@@ -135,7 +147,7 @@ pub async fn authenticate<T: DeserializeOwned>(req: &Request) -> Result<T, Rejec
     })
 }
 
-fn register_scheme(registry: &mut Registry) {
+pub(crate) fn register_scheme(registry: &mut Registry) {
     registry.create_security_scheme(
         SECURITY_SCHEME,
         MetaSecurityScheme {
@@ -154,6 +166,19 @@ fn register_scheme(registry: &mut Registry) {
 /// poem-openapi security scheme: a verified bearer token's claims (`T` defaults to
 /// [`AccessClaims`]; use [`crate::Claims<YourClaims>`] for custom claims).
 pub struct JwtAuth<T = AccessClaims>(pub T);
+
+impl<T> JwtAuth<T> {
+    pub fn claims(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> Deref for JwtAuth<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 impl<'a, T: DeserializeOwned + Send> ApiExtractor<'a> for JwtAuth<T> {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
@@ -177,125 +202,50 @@ impl<'a, T: DeserializeOwned + Send> ApiExtractor<'a> for JwtAuth<T> {
     }
 }
 
-/// A scope an operation demands; see [`WithScope`].
-pub trait Scope {
-    const NAME: &'static str;
-}
-
-/// Like [`JwtAuth`], and the token must carry the scope `S::NAME` (403 otherwise).
-pub struct WithScope<S: Scope, T = AccessClaims>(pub T, PhantomData<S>);
-
-impl<S: Scope, T> WithScope<S, T> {
-    pub fn claims(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<'a, S: Scope + Send, T: DeserializeOwned + HasAccessClaims + Send> ApiExtractor<'a>
-    for WithScope<S, T>
-{
-    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
-    type ParamType = ();
-    type ParamRawType = ();
-
-    fn register(registry: &mut Registry) {
-        register_scheme(registry);
-    }
-
-    fn security_schemes() -> Vec<&'static str> {
-        vec![SECURITY_SCHEME]
-    }
-
-    async fn from_request(
-        req: &'a Request,
-        _body: &mut RequestBody,
-        _param_opts: ExtractParamOptions<Self::ParamType>,
-    ) -> poem::Result<Self> {
-        let claims: T = authenticate(req).await?;
-        if !claims.access_claims().has_scope(S::NAME) {
-            return Err(Rejection::InsufficientScope(S::NAME).into());
-        }
-        Ok(Self(claims, PhantomData))
-    }
-}
-
-/// A role an operation demands; see [`WithRole`].
-pub trait Role {
-    const NAME: &'static str;
-}
-
-/// Like [`JwtAuth`], and the token must carry the role `R::NAME` in its `roles` claim
-/// (403 `insufficient-role` otherwise).
-pub struct WithRole<R: Role, T = AccessClaims>(pub T, PhantomData<R>);
-
-impl<R: Role, T> WithRole<R, T> {
-    pub fn claims(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<'a, R: Role + Send, T: DeserializeOwned + HasAccessClaims + Send> ApiExtractor<'a>
-    for WithRole<R, T>
-{
-    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
-    type ParamType = ();
-    type ParamRawType = ();
-
-    fn register(registry: &mut Registry) {
-        register_scheme(registry);
-    }
-
-    fn security_schemes() -> Vec<&'static str> {
-        vec![SECURITY_SCHEME]
-    }
-
-    async fn from_request(
-        req: &'a Request,
-        _body: &mut RequestBody,
-        _param_opts: ExtractParamOptions<Self::ParamType>,
-    ) -> poem::Result<Self> {
-        let claims: T = authenticate(req).await?;
-        claims.require_role(R::NAME)?;
-        Ok(Self(claims, PhantomData))
-    }
-}
-
 /// Plain poem extractor: a verified bearer token's claims.
 pub struct Jwt<T = AccessClaims>(pub T);
+
+impl<T> Jwt<T> {
+    pub fn claims(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> Deref for Jwt<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// The refusals of the extractors, for an operation's spec: use it as the error type
+/// (`Result<Json<T>, AuthFailures>`) and the operation documents its 401, 403 and 503.
+/// The extractors answer these themselves; an operation never needs to build one.
+#[derive(poem_openapi::ApiResponse)]
+pub enum AuthFailures {
+    /// No token, or one that is invalid or expired (`WWW-Authenticate: Bearer …`).
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(
+        poem_openapi::payload::Json<Problem>,
+        #[oai(header = "WWW-Authenticate")] String,
+    ),
+    /// The token lacks a required scope or role.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(
+        poem_openapi::payload::Json<Problem>,
+        #[oai(header = "WWW-Authenticate")] String,
+    ),
+    /// The issuer's keys could not be loaded yet; retry after the given seconds.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(
+        poem_openapi::payload::Json<Problem>,
+        #[oai(header = "Retry-After")] u64,
+    ),
+}
 
 impl<'a, T: DeserializeOwned + Send> FromRequest<'a> for Jwt<T> {
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
         Ok(Self(authenticate(req).await?))
-    }
-}
-
-/// For plain poem handlers: `claims.require_scope("write")?`.
-pub trait RequireScope {
-    fn require_scope(&self, scope: &'static str) -> Result<(), Rejection>;
-}
-
-impl<T: HasAccessClaims> RequireScope for T {
-    fn require_scope(&self, scope: &'static str) -> Result<(), Rejection> {
-        if self.access_claims().has_scope(scope) {
-            Ok(())
-        } else {
-            Err(Rejection::InsufficientScope(scope))
-        }
-    }
-}
-
-/// For plain poem handlers: `claims.require_role("admin")?`.
-pub trait RequireRole {
-    fn require_role(&self, role: &'static str) -> Result<(), Rejection>;
-}
-
-impl<T: HasAccessClaims> RequireRole for T {
-    fn require_role(&self, role: &'static str) -> Result<(), Rejection> {
-        if self.access_claims().has_role(role) {
-            Ok(())
-        } else {
-            Err(Rejection::InsufficientRole(role))
-        }
     }
 }
 
@@ -305,7 +255,7 @@ mod tests {
 
     #[test]
     fn a_missing_role_is_a_403_with_its_own_problem_type() {
-        let response = Rejection::InsufficientRole("admin").to_response();
+        let response = Rejection::InsufficientRole("admin".into()).to_response();
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
         let challenge = response.headers()[header::WWW_AUTHENTICATE]
             .to_str()
@@ -315,7 +265,9 @@ mod tests {
             "{challenge}"
         );
         assert_eq!(
-            Rejection::InsufficientRole("admin").problem_type().uri(),
+            Rejection::InsufficientRole("admin".into())
+                .problem_type()
+                .uri(),
             "urn:authgate:problem:insufficient-role"
         );
     }
