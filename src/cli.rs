@@ -78,7 +78,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cleanup => {
             let store = open_store(&config).await?;
-            let deleted = domain::cleanup(&store, config.audit_retention).await?;
+            let deleted =
+                domain::cleanup(&store, config.access_ttl, config.audit_retention).await?;
             println!("deleted {deleted} rows");
             Ok(())
         }

@@ -41,6 +41,7 @@ pub struct Application {
     store: Store,
     reuse_grace_secs: u64,
     key_reload_interval: Duration,
+    access_ttl_secs: u64,
     audit_retention_days: u64,
     /// With a delivery channel: the outbox worker and the forgot-password queue.
     deliverer: Option<Deliverer>,
@@ -203,6 +204,7 @@ impl Application {
             store,
             reuse_grace_secs: config.refresh_reuse_grace,
             key_reload_interval: Duration::from_secs(config.key_reload_interval),
+            access_ttl_secs: config.access_ttl,
             audit_retention_days: config.audit_retention,
             deliverer,
             forgot_requests,
@@ -239,6 +241,7 @@ impl Application {
             tokio::spawn(prune_throttle(self.state.throttle.clone())),
             tokio::spawn(clean_up_periodically(
                 self.store.clone(),
+                self.access_ttl_secs,
                 self.audit_retention_days,
             )),
             tokio::spawn(erase_sealed_successors(
@@ -415,11 +418,11 @@ async fn erase_sealed_successors(store: Store, grace_secs: u64) {
 
 /// Every instance cleans up; the deletes are batched single statements, so running
 /// them at once is safe.
-async fn clean_up_periodically(store: Store, audit_retention_days: u64) {
+async fn clean_up_periodically(store: Store, access_ttl_secs: u64, audit_retention_days: u64) {
     let mut ticks = tokio::time::interval(Duration::from_secs(300));
     loop {
         ticks.tick().await;
-        match crate::domain::cleanup(&store, audit_retention_days).await {
+        match crate::domain::cleanup(&store, access_ttl_secs, audit_retention_days).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "deleted ended sessions and expired tokens"),
             Err(err) => tracing::warn!(error = %err, "cleanup failed"),

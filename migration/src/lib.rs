@@ -8,6 +8,7 @@ mod m20261202_000001_signing_key_lifecycle;
 mod m20261202_000002_session_client;
 mod m20261202_000003_account_messages;
 mod m20261202_000004_roles_admin;
+mod m20261202_000005_ended_sessions;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000002_session_client::Migration),
             Box::new(m20261202_000003_account_messages::Migration),
             Box::new(m20261202_000004_roles_admin::Migration),
+            Box::new(m20261202_000005_ended_sessions::Migration),
         ]
     }
 }

@@ -8,6 +8,7 @@ pub mod failures;
 pub mod health;
 pub mod problem;
 pub mod recovery;
+pub mod revocations;
 pub mod routes;
 pub mod sessions;
 mod strict;
@@ -41,6 +42,7 @@ type Apis = (
     auth::AuthApi,
     account::AccountApi,
     recovery::RecoveryApi,
+    revocations::RevocationsApi,
     sessions::SessionsApi,
     wellknown::WellKnownApi,
     health::HealthApi,
@@ -53,6 +55,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             auth::AuthApi,
             account::AccountApi,
             recovery::RecoveryApi,
+            revocations::RevocationsApi,
             sessions::SessionsApi,
             wellknown::WellKnownApi,
             health::HealthApi,

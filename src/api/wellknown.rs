@@ -51,6 +51,8 @@ pub struct DiscoveryDocument {
     pub subject_types_supported: Vec<String>,
     pub id_token_signing_alg_values_supported: Vec<String>,
     pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// The revocation feed: sessions that ended while their tokens may be unexpired.
+    pub revocation_feed_endpoint: String,
 }
 
 /// Lets verifiers cache keys briefly: a rotated-in key is published before it signs.
@@ -120,6 +122,7 @@ impl WellKnownApi {
                 subject_types_supported: strings(&["public"]),
                 id_token_signing_alg_values_supported: strings(&["EdDSA"]),
                 token_endpoint_auth_methods_supported: strings(&["none"]),
+                revocation_feed_endpoint: format!("{base}/v1/auth/revocations"),
                 issuer,
             }),
             KEYS_CACHE_CONTROL.to_owned(),

@@ -58,6 +58,7 @@ pub mod admin;
 pub mod credentials;
 pub mod keys;
 pub mod recovery;
+pub mod revocations;
 pub mod roles;
 pub mod sessions;
 pub mod types;
@@ -217,14 +218,21 @@ impl AuthService {
 /// Rows deleted per statement by [`cleanup`]: small enough not to hold locks long.
 pub const CLEANUP_BATCH: u64 = 1000;
 
-/// Deletes ended sessions, idle-expired refresh tokens and audit events older than
-/// `audit_retention_days` (0: none) in bounded batches, until none are left (or a
-/// bounded number of batches ran). Returns the rows deleted.
-pub async fn cleanup(store: &Store, audit_retention_days: u64) -> Result<u64, StoreError> {
+/// Deletes sessions that ended longer than the revocation feed lists them (an access
+/// token lifetime and a minute), expired sessions, idle-expired refresh tokens and audit
+/// events older than `audit_retention_days` (0: none) in bounded batches, until none are
+/// left (or a bounded number of batches ran). Returns the rows deleted.
+pub async fn cleanup(
+    store: &Store,
+    access_ttl_secs: u64,
+    audit_retention_days: u64,
+) -> Result<u64, StoreError> {
     let mut total = 0;
     for _ in 0..1000 {
+        let now = UnixMillis::now();
+        let ended_before = now.minus_secs(revocations::feed_window_secs(access_ttl_secs));
         let deleted = store
-            .delete_expired(UnixMillis::now(), CLEANUP_BATCH)
+            .delete_expired(now, ended_before, CLEANUP_BATCH)
             .await?;
         total += deleted;
         if deleted < CLEANUP_BATCH {

@@ -275,6 +275,7 @@ impl Store {
             .from(sessions::Entity)
             .and_where(sessions::Column::UserId.eq(id))
             .to_owned();
+        super::revocations::remember_sessions_of(work.db(), id, audit.at).await?;
         refresh_tokens::Entity::delete_many()
             .filter(refresh_tokens::Column::SessionId.in_subquery(sessions_of_user))
             .exec(work.db())

@@ -269,3 +269,21 @@ pub mod admin_keys {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod ended_sessions {
+    use sea_orm::entity::prelude::*;
+
+    /// A session of a deleted account, kept for the revocation feed.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ended_sessions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub sid: Uuid,
+        pub ended_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

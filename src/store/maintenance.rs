@@ -3,7 +3,7 @@
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use super::entities::{account_tokens, outbox, refresh_tokens, sessions};
+use super::entities::{account_tokens, ended_sessions, outbox, refresh_tokens, sessions};
 use super::{Result, Store};
 use crate::domain::types::UnixMillis;
 
@@ -33,7 +33,13 @@ impl Store {
     /// Deletes up to `batch` ended sessions (revoked, or past their end; their refresh
     /// tokens go by cascade) and up to `batch` refresh tokens past their idle expiry.
     /// Each is one statement, so instances running it at once just share the work.
-    pub async fn delete_expired(&self, now: UnixMillis, batch: u64) -> Result<u64> {
+    /// `ended_before`: ended sessions stay (for the revocation feed) until then.
+    pub async fn delete_expired(
+        &self,
+        now: UnixMillis,
+        ended_before: UnixMillis,
+        batch: u64,
+    ) -> Result<u64> {
         let work = self.begin().await?;
         use sea_orm::sea_query::{Cond, Query};
         let ended = Query::select()
@@ -41,8 +47,12 @@ impl Store {
             .from(sessions::Entity)
             .cond_where(
                 Cond::any()
-                    .add(sessions::Column::RevokedAt.is_not_null())
-                    .add(sessions::Column::ExpiresAt.lte(now)),
+                    .add(sessions::Column::RevokedAt.lt(ended_before))
+                    .add(
+                        Cond::all()
+                            .add(sessions::Column::ExpiresAt.lte(now))
+                            .add(sessions::Column::RevokedAt.is_null()),
+                    ),
             )
             .limit(batch)
             .to_owned();
@@ -90,7 +100,18 @@ impl Store {
             .exec(work.db())
             .await?
             .rows_affected;
+        let forgotten = Query::select()
+            .column(ended_sessions::Column::Sid)
+            .from(ended_sessions::Entity)
+            .and_where(ended_sessions::Column::EndedAt.lt(ended_before))
+            .limit(batch)
+            .to_owned();
+        let forgotten = ended_sessions::Entity::delete_many()
+            .filter(ended_sessions::Column::Sid.in_subquery(forgotten))
+            .exec(work.db())
+            .await?
+            .rows_affected;
         work.commit(None).await?;
-        Ok(sessions + tokens + account_tokens + messages)
+        Ok(sessions + tokens + account_tokens + messages + forgotten)
     }
 }

@@ -14,6 +14,7 @@ mod keys;
 mod maintenance;
 mod messages;
 mod passwords;
+mod revocations;
 mod rotation;
 mod sessions;
 mod users;

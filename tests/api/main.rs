@@ -23,5 +23,6 @@ mod observability;
 mod readiness;
 mod receivers;
 mod recovery;
+mod revocations;
 mod sessions;
 mod tokens;

@@ -99,7 +99,7 @@ downstream_check() {
   local port base body claims
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   base="http://127.0.0.1:$port"
-  AUTHGATE_ISSUER="$BASE" DOWNSTREAM_LISTEN="127.0.0.1:$port" DOWNSTREAM_LOG=warn \
+  AUTHGATE_ISSUER="$BASE" DOWNSTREAM_LISTEN="127.0.0.1:$port" DOWNSTREAM_LOG=warn DOWNSTREAM_REVOCATION_INTERVAL=2 \
     "$DOWNSTREAM" >"$WORK/downstream.log" 2>&1 &
   DOWNSTREAM_PID=$!
   for _ in $(seq 60); do curl -fs --max-time 2 -o /dev/null "$base/docs" && break; sleep 0.5; done
@@ -123,7 +123,16 @@ downstream_check() {
   admin_token=$(post /v1/auth/login | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
   [[ $(status "$admin_token" /admin) == 200 ]] || { echo "admin: /admin not 200"; return 1; }
   [[ $(status "$admin_token" /reports) == 403 ]] || { echo "admin: /reports not 403"; return 1; }
-  echo "example (GET /hello answered $body; /admin and /reports by role and scope)"
+  # Revocation feed: after logout-all, the still unexpired token is refused within the
+  # poll interval (2 s) + 2 s.
+  curl -fsS -o /dev/null -X POST -H "Authorization: Bearer $admin_token" "$BASE/v1/auth/logout-all" \
+    || { echo "logout-all failed"; return 1; }
+  local waited=0
+  until [[ $(status "$admin_token" /hello) == 401 ]]; do
+    ((waited < 40)) || { echo "a token of an ended session still accepted after 4 s"; return 1; }
+    sleep 0.1; waited=$((waited + 1))
+  done
+  echo "example (GET /hello answered $body; /admin and /reports by role and scope; a logged-out token refused after $((waited * 100)) ms)"
 }
 # `check` may run its command in a subshell, where DOWNSTREAM_PID does not reach the
 # EXIT trap: the example is stopped here, pass or fail.

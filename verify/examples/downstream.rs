@@ -8,8 +8,9 @@
 //! `authgate`), listens on `DOWNSTREAM_LISTEN` (default `127.0.0.1:8081`), and serves
 //! `GET /hello` → `{sub, sid}` for a valid access token, `GET /admin` → `{sub, roles}` for
 //! a token with the role `admin`, `GET /reports` → `{sub, scope}` for a token whose scope
-//! includes `reports:read` (403 otherwise), with Swagger UI at `/docs`. Logs to stderr
-//! at the level of `DOWNSTREAM_LOG` (default `info`).
+//! includes `reports:read` (403 otherwise), with Swagger UI at `/docs`. Polls authgate's
+//! revocation feed every `DOWNSTREAM_REVOCATION_INTERVAL` seconds (default 5) and refuses
+//! tokens of ended sessions. Logs to stderr at the level of `DOWNSTREAM_LOG` (default `info`).
 
 #![allow(
     clippy::unwrap_used,
@@ -116,8 +117,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let audience = env_or("AUTHGATE_AUDIENCE", "authgate");
     let listen = env_or("DOWNSTREAM_LISTEN", "127.0.0.1:8081");
 
+    // Tokens of sessions that ended (logout, theft, a disabled account) are refused
+    // within this many seconds, although verification stays offline.
+    let revocation_interval: u64 = env_or("DOWNSTREAM_REVOCATION_INTERVAL", "5").parse()?;
     let verifier = Verifier::builder(&issuer, &audience)
         .discovery()
+        .revocation_feed(std::time::Duration::from_secs(revocation_interval))
         .build()
         .await?;
 

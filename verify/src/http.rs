@@ -98,6 +98,15 @@ impl HttpClient {
     /// GETs `url` and reads the body, refusing a non-success status and a body over
     /// [`MAX_KEYS_RESPONSE_LEN`] (announced or actual: reading stops at the cap).
     pub(crate) async fn get(&self, url: &Url) -> Result<(HeaderMap, Vec<u8>), String> {
+        self.get_at_most(url, MAX_KEYS_RESPONSE_LEN).await
+    }
+
+    /// [`HttpClient::get`] with another cap.
+    pub(crate) async fn get_at_most(
+        &self,
+        url: &Url,
+        cap: usize,
+    ) -> Result<(HeaderMap, Vec<u8>), String> {
         let fail = |e: reqwest::Error| format!("GET {url}: {}", error_chain(&e));
         let mut response = self
             .client
@@ -109,18 +118,18 @@ impl HttpClient {
         let too_large = || {
             format!(
                 "GET {url}: the response is over {} KiB; refused",
-                MAX_KEYS_RESPONSE_LEN / 1024
+                cap / 1024
             )
         };
         if response
             .content_length()
-            .is_some_and(|len| len > MAX_KEYS_RESPONSE_LEN as u64)
+            .is_some_and(|len| len > cap as u64)
         {
             return Err(too_large());
         }
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(fail)? {
-            if body.len() + chunk.len() > MAX_KEYS_RESPONSE_LEN {
+            if body.len() + chunk.len() > cap {
                 return Err(too_large());
             }
             body.extend_from_slice(&chunk);

@@ -19,6 +19,7 @@ mod http;
 mod jwks;
 pub mod poem;
 pub mod problem;
+mod revocations;
 mod verifier;
 
 pub use jsonwebtoken::Algorithm;
@@ -141,4 +142,6 @@ pub enum VerifyError {
     BadClaims(String),
     #[error("no verification keys could be loaded")]
     KeysUnavailable,
+    #[error("the token's session has ended (revocation feed)")]
+    SessionEnded,
 }

@@ -29,6 +29,9 @@ struct Mock {
     cache_control: Mutex<String>,
     issuer: Mutex<String>,
     base: Mutex<String>,
+    /// The revocation feed: its sids, and whether it answers.
+    revoked: Mutex<Vec<String>>,
+    feed_down: std::sync::atomic::AtomicBool,
 }
 
 impl Mock {
@@ -66,6 +69,25 @@ async fn discovery(Data(mock): Data<&Arc<Mock>>) -> Response {
         .body(document.to_string())
 }
 
+#[handler]
+async fn revocations(Data(mock): Data<&Arc<Mock>>) -> Response {
+    if mock.feed_down.load(Ordering::SeqCst) {
+        return Response::builder()
+            .status(poem::http::StatusCode::SERVICE_UNAVAILABLE)
+            .finish();
+    }
+    let revoked: Vec<Value> = mock
+        .revoked
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|sid| json!({"sid": sid, "ended_at": "2026-12-02T15:00:00Z"}))
+        .collect();
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(json!({"revoked": revoked, "cursor": "c1"}).to_string())
+}
+
 async fn spawn_mock() -> (Arc<Mock>, String) {
     let mock = Arc::new(Mock {
         jwks_fetches: AtomicUsize::new(0),
@@ -76,6 +98,8 @@ async fn spawn_mock() -> (Arc<Mock>, String) {
         cache_control: Mutex::new("public, max-age=600".into()),
         issuer: Mutex::new(String::new()),
         base: Mutex::new(String::new()),
+        revoked: Mutex::new(Vec::new()),
+        feed_down: std::sync::atomic::AtomicBool::new(false),
     });
     let acceptor = TcpListener::bind("127.0.0.1:0")
         .into_acceptor()
@@ -88,6 +112,7 @@ async fn spawn_mock() -> (Arc<Mock>, String) {
     let app = Route::new()
         .at("/jwks.json", get(jwks))
         .at("/.well-known/openid-configuration", get(discovery))
+        .at("/v1/auth/revocations", get(revocations))
         .data(mock.clone());
     tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
     (mock, base)
@@ -307,4 +332,43 @@ async fn an_issuer_that_was_down_at_start_is_retried_within_a_second() {
     tokio::time::sleep(Duration::from_millis(1_050)).await;
 
     assert!(verifier.verify(&token).await.is_ok());
+}
+
+#[tokio::test]
+async fn tokens_of_sessions_in_the_revocation_feed_are_refused_and_a_failing_feed_keeps_the_list() {
+    let (mock, base) = spawn_mock().await;
+    let token_of = |sid: uuid::Uuid| {
+        let mut claims = claims();
+        claims["iss"] = json!(base);
+        claims["sid"] = json!(sid);
+        issuer_token("k1", &claims)
+    };
+    let (ended, live) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let verifier = Verifier::builder(&base, AUDIENCE)
+        .discovery()
+        .revocation_feed(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    assert!(verifier.verify(&token_of(ended)).await.is_ok());
+
+    mock.revoked.lock().unwrap().push(ended.to_string());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while verifier.verify(&token_of(ended)).await.is_ok() {
+        assert!(Instant::now() < deadline, "the feed was not applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        verifier.verify(&token_of(ended)).await.map(|_| ()),
+        Err(VerifyError::SessionEnded)
+    );
+    assert!(verifier.verify(&token_of(live)).await.is_ok());
+
+    mock.feed_down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        verifier.verify(&token_of(ended)).await.map(|_| ()),
+        Err(VerifyError::SessionEnded),
+        "the last good list is kept while the feed fails"
+    );
 }
