@@ -11,6 +11,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use sha2::Sha256;
 
 use super::{ATTEMPT_TIMEOUT, webhook_id};
+use crate::config::DeliverySettings;
 use crate::domain::types::{MessageKind, PendingMessage, UnixMillis};
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +95,30 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// The channel of the (checked) delivery settings.
+    pub fn from_settings(settings: DeliverySettings) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        Ok(match settings {
+            DeliverySettings::Webhook { url, secret } => Self::Webhook {
+                client: reqwest::Client::builder()
+                    .timeout(ATTEMPT_TIMEOUT)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .context("AUTHGATE_DELIVERY_WEBHOOK_URL: cannot build an HTTP client")?,
+                url,
+                secret,
+            },
+            DeliverySettings::Smtp { transport, from } => Self::Smtp {
+                transport: transport.timeout(Some(ATTEMPT_TIMEOUT)).build(),
+                from,
+            },
+            DeliverySettings::File(path) => Self::File {
+                path,
+                lock: tokio::sync::Mutex::new(()),
+            },
+        })
+    }
+
     pub async fn send(
         &self,
         message: &PendingMessage,

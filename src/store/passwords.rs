@@ -16,7 +16,7 @@ pub struct PasswordSwap<'a> {
     pub checked: &'a str,
     pub new: &'a str,
     /// A login records its time.
-    pub logged_in_at: Option<crate::domain::UnixMillis>,
+    pub logged_in_at: Option<crate::domain::types::UnixMillis>,
 }
 
 /// Replaces the checked password hash, only if it is still the stored one: a change

@@ -1,6 +1,8 @@
 //! Wiring: configuration in, a bound server with its background tasks out. Tests build
 //! the same `Application` on port 0 against a fresh database.
 
+mod background;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,14 +14,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::api;
-use crate::config::{Config, DeliverySettings, SecretUrl};
+use crate::config::{Config, SecretUrl};
 use crate::crypto::master::MasterKeys;
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::signing::SigningKey;
-use crate::delivery::{self, Channel, Deliverer, Links};
+use crate::delivery::{Channel, Deliverer, Links};
 use crate::domain::keys::KeyRing;
 use crate::domain::recovery::{self, Messaging};
-use crate::domain::{Actor, AuthService, TokenPolicy, UnixMillis};
+use crate::domain::{Actor, AuthService, TokenPolicy};
 use crate::metrics::Metrics;
 use crate::server::{self, ConnectionLimits};
 use crate::store::{self, SqliteLocation, Store};
@@ -134,7 +136,7 @@ impl Application {
             let (forgot, requests) = mpsc::channel(recovery::FORGOT_QUEUE);
             deliverer = Some(Deliverer {
                 store: store.clone(),
-                channel: channel(settings)?,
+                channel: Channel::from_settings(settings)?,
                 master: master.clone(),
                 links: Links {
                     reset: config.messages.reset_url.clone(),
@@ -234,17 +236,17 @@ impl Application {
 
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let background = [
-            tokio::spawn(reload_keys(
+            tokio::spawn(background::reload_keys(
                 self.state.keys.clone(),
                 self.key_reload_interval,
             )),
-            tokio::spawn(prune_throttle(self.state.throttle.clone())),
-            tokio::spawn(clean_up_periodically(
+            tokio::spawn(background::prune_throttle(self.state.throttle.clone())),
+            tokio::spawn(background::clean_up_periodically(
                 self.store.clone(),
                 self.access_ttl_secs,
                 self.audit_retention_days,
             )),
-            tokio::spawn(erase_sealed_successors(
+            tokio::spawn(background::erase_sealed_successors(
                 self.store.clone(),
                 self.reuse_grace_secs,
             )),
@@ -321,29 +323,6 @@ impl Application {
     }
 }
 
-/// The delivery channel of the (checked) settings.
-fn channel(settings: DeliverySettings) -> anyhow::Result<Channel> {
-    Ok(match settings {
-        DeliverySettings::Webhook { url, secret } => Channel::Webhook {
-            client: reqwest::Client::builder()
-                .timeout(delivery::ATTEMPT_TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .context("AUTHGATE_DELIVERY_WEBHOOK_URL: cannot build an HTTP client")?,
-            url,
-            secret,
-        },
-        DeliverySettings::Smtp { transport, from } => Channel::Smtp {
-            transport: transport.timeout(Some(delivery::ATTEMPT_TIMEOUT)).build(),
-            from,
-        },
-        DeliverySettings::File(path) => Channel::File {
-            path,
-            lock: tokio::sync::Mutex::new(()),
-        },
-    })
-}
-
 /// The master keys: from `AUTHGATE_MASTER_KEY_FILE`, or for a SQLite file from
 /// `<file>.key` (made on first use), or for an in-memory database a key that dies with
 /// it. `None` for PostgreSQL without a master key file.
@@ -386,56 +365,6 @@ fn load_key_file(path: &std::path::Path) -> anyhow::Result<SigningKey> {
         .with_context(|| format!("AUTHGATE_SIGNING_KEY_FILE: cannot read {}", path.display()))?;
     SigningKey::from_pem(&pem)
         .map_err(|e| anyhow!("AUTHGATE_SIGNING_KEY_FILE: {}: {e}", path.display()))
-}
-
-async fn reload_keys(keys: Arc<KeyRing>, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        if let Err(err) = keys.reload().await {
-            tracing::error!(error = %err, "reloading signing keys failed; keeping the current ones");
-        }
-    }
-}
-
-/// Sealed successors only serve the reuse grace window; erase them soon after it.
-async fn erase_sealed_successors(store: Store, grace_secs: u64) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(1));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first sweep covers everything (left over by a stopped process); later ones
-    // only what was spent since, with a margin for slow transactions.
-    let mut since = UnixMillis::MIN;
-    loop {
-        ticks.tick().await;
-        let cutoff = UnixMillis::now().minus_secs(grace_secs);
-        match store.erase_sealed_successors(since, cutoff).await {
-            Ok(_) => since = cutoff.minus_secs(60),
-            Err(err) => tracing::warn!(error = %err, "erasing sealed refresh successors failed"),
-        }
-    }
-}
-
-/// Every instance cleans up; the deletes are batched single statements, so running
-/// them at once is safe.
-async fn clean_up_periodically(store: Store, access_ttl_secs: u64, audit_retention_days: u64) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(300));
-    loop {
-        ticks.tick().await;
-        match crate::domain::cleanup(&store, access_ttl_secs, audit_retention_days).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "deleted ended sessions and expired tokens"),
-            Err(err) => tracing::warn!(error = %err, "cleanup failed"),
-        }
-    }
-}
-
-async fn prune_throttle(throttle: Arc<Throttle>) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        ticks.tick().await;
-        throttle.prune();
-    }
 }
 
 async fn shutdown_signal() {
