@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::config::{AdminKeysCommand, Cli, Command, Config, ConfigCommand, KeysCommand};
-use crate::domain::admin;
+use crate::domain::admin_keys;
 use crate::domain::keys::{self, KeyState};
 use crate::domain::{self, UnixMillis, normalize_email};
 use crate::store::{Store, StoreError};
@@ -35,10 +35,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             let store = open_store(&config).await?;
             match command {
                 AdminKeysCommand::Create { name } => {
-                    println!("{}", admin::create_admin_key(&store, &name).await?);
+                    println!("{}", admin_keys::create_admin_key(&store, &name).await?);
                 }
                 AdminKeysCommand::List => {
-                    for key in admin::admin_keys(&store).await? {
+                    for key in admin_keys::admin_keys(&store).await? {
                         let state = match key.revoked_at {
                             Some(_) => "revoked",
                             None => "active",
@@ -47,7 +47,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                         println!("{}\t{state}\t{}\t{revoked}", key.name, key.created_at);
                     }
                 }
-                AdminKeysCommand::Revoke { name } => admin::revoke_admin_key(&store, &name).await?,
+                AdminKeysCommand::Revoke { name } => {
+                    admin_keys::revoke_admin_key(&store, &name).await?
+                }
             }
             Ok(())
         }

@@ -1,6 +1,6 @@
 //! What an operator does through the admin API: find, create, change and delete
 //! accounts, end their sessions, hand out a reset token, read the audit trail. Every
-//! change is audited with the admin key's name as the actor. Also the admin keys.
+//! change is audited with the admin key's name as the actor.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,7 +11,7 @@ use super::roles::normalize_roles;
 use super::types::{Actor, AuditEntry, AuditEvent, AuditRecord, Session, UnixMillis, User};
 use super::{AuthService, Client, Fault};
 use crate::crypto::refresh;
-use crate::store::{AdminKeyInfo, AuditQuery, Store, StoreError, UserChange, UserSearch};
+use crate::store::{AuditQuery, StoreError, UserChange, UserSearch};
 
 /// Whoever holds an admin key, as the audit trail names them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,50 +358,4 @@ fn decode_cursor(cursor: &str) -> Result<String, AdminError> {
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .ok_or_else(|| AdminError::BadParameter("malformed cursor".into()))
-}
-
-/// `authgate admin-keys create`: a new key (printed once, stored as SHA-256).
-pub async fn create_admin_key(store: &Store, name: &str) -> anyhow::Result<String> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if !valid {
-        anyhow::bail!("NAME: 1 to 64 of A-Z a-z 0-9 . _ -");
-    }
-    let key = format!(
-        "agk_{}",
-        URL_SAFE_NO_PAD.encode(crate::crypto::random_bytes::<32>())
-    );
-    match store
-        .insert_admin_key(name, &refresh::hash(&key), UnixMillis::now())
-        .await
-    {
-        Ok(()) => Ok(key),
-        Err(StoreError::Duplicate) => anyhow::bail!("an admin key named {name:?} exists"),
-        Err(err) => Err(err.into()),
-    }
-}
-
-pub async fn admin_keys(store: &Store) -> Result<Vec<AdminKeyInfo>, StoreError> {
-    store.admin_keys().await
-}
-
-pub async fn revoke_admin_key(store: &Store, name: &str) -> anyhow::Result<()> {
-    if !store.revoke_admin_key(name, UnixMillis::now()).await? {
-        anyhow::bail!("no live admin key is named {name:?}");
-    }
-    Ok(())
-}
-
-impl AuthService {
-    /// The caller a presented admin key stands for, if it is a live key.
-    pub async fn authenticate_admin(&self, key: &str) -> Result<Option<AdminCaller>, Fault> {
-        Ok(self
-            .store
-            .admin_key_name(&refresh::hash(key))
-            .await?
-            .map(|key_name| AdminCaller { key_name }))
-    }
 }

@@ -55,6 +55,7 @@ macro_rules! password_check_converts {
 
 pub mod accounts;
 pub mod admin;
+pub mod admin_keys;
 pub mod credentials;
 pub mod keys;
 pub mod recovery;

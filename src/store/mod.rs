@@ -5,6 +5,7 @@
 //! same token exactly one spends it.
 
 mod admin;
+mod admin_keys;
 mod audit;
 mod batch;
 /// The tables, public for tests that inspect rows; nothing outside the store uses them.
@@ -30,7 +31,8 @@ use sea_orm::{
 };
 
 use crate::domain::types::{AuditEntry, UnixMillis, User};
-pub use admin::{AdminKeyInfo, AuditQuery, UserChange, UserSearch};
+pub use admin::{AuditQuery, UserChange, UserSearch};
+pub use admin_keys::AdminKeyInfo;
 use entities::refresh_tokens::Model as RefreshTokenRow;
 use entities::sessions::Model as SessionRow;
 use entities::signing_keys::Model as SigningKeyRow;
