@@ -1,16 +1,16 @@
 //! What the admin API reads and changes: the user search, account changes made by an
 //! admin, and pages of the audit trail.
 
-use sea_orm::sea_query::{Cond, Expr, Query};
+use sea_orm::sea_query::{Cond, Expr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
     QueryFilter, QueryOrder, QuerySelect, Statement, Value,
 };
 use uuid::Uuid;
 
-use super::entities::{account_tokens, audit_events, outbox, refresh_tokens, sessions, users};
+use super::entities::{account_tokens, audit_events, outbox, sessions, users};
 use super::sessions::revoke_user_sessions;
-use super::users::joined_roles;
+use super::users::{delete_account_rows, joined_roles};
 use super::{Result, Store, UnitOfWork};
 use crate::domain::types::{AuditEntry, AuditRecord, MessageKind, UnixMillis, User};
 
@@ -205,19 +205,7 @@ impl Store {
     /// Deletes an account, its sessions and tokens, as a deletion by the user does.
     pub async fn delete_user_by_id(&self, id: Uuid, audit: &AuditEntry<'_>) -> Result<bool> {
         let work = self.begin().await?;
-        // Tokens before sessions, the order a rotation locks them in.
-        let sessions_of_user = Query::select()
-            .column(sessions::Column::Id)
-            .from(sessions::Entity)
-            .and_where(sessions::Column::UserId.eq(id))
-            .to_owned();
-        super::revocations::remember_sessions_of(work.db(), id, audit.at).await?;
-        refresh_tokens::Entity::delete_many()
-            .filter(refresh_tokens::Column::SessionId.in_subquery(sessions_of_user))
-            .exec(work.db())
-            .await?;
-        let deleted = users::Entity::delete_by_id(id).exec(work.db()).await?;
-        if deleted.rows_affected != 1 {
+        if !delete_account_rows(work.db(), id, audit.at).await? {
             return Ok(false);
         }
         work.commit(Some(audit)).await?;

@@ -89,24 +89,33 @@ impl Store {
         if !swap_password_hash(work.db(), checked).await? {
             return Ok(false);
         }
-        // Tokens before sessions, the order a rotation locks them in (no deadlock with
-        // a refresh of the same session on PostgreSQL); sessions go by cascade.
-        let sessions_of_user = Query::select()
-            .column(sessions::Column::Id)
-            .from(sessions::Entity)
-            .and_where(sessions::Column::UserId.eq(checked.user_id))
-            .to_owned();
-        super::revocations::remember_sessions_of(work.db(), checked.user_id, audit.at).await?;
-        refresh_tokens::Entity::delete_many()
-            .filter(refresh_tokens::Column::SessionId.in_subquery(sessions_of_user))
-            .exec(work.db())
-            .await?;
-        users::Entity::delete_by_id(checked.user_id)
-            .exec(work.db())
-            .await?;
+        delete_account_rows(work.db(), checked.user_id, audit.at).await?;
         work.commit(Some(audit)).await?;
         Ok(true)
     }
+}
+
+/// Deletes a user with its refresh tokens, and its sessions and account tokens by
+/// cascade, keeping its sessions in the revocation feed. Returns whether there was one.
+pub(super) async fn delete_account_rows(
+    db: &impl sea_orm::ConnectionTrait,
+    user_id: Uuid,
+    at: UnixMillis,
+) -> Result<bool, sea_orm::DbErr> {
+    // Tokens before sessions, the order a rotation locks them in (no deadlock with a
+    // refresh of the same session on PostgreSQL).
+    let sessions_of_user = Query::select()
+        .column(sessions::Column::Id)
+        .from(sessions::Entity)
+        .and_where(sessions::Column::UserId.eq(user_id))
+        .to_owned();
+    super::revocations::remember_sessions_of(db, user_id, at).await?;
+    refresh_tokens::Entity::delete_many()
+        .filter(refresh_tokens::Column::SessionId.in_subquery(sessions_of_user))
+        .exec(db)
+        .await?;
+    let deleted = users::Entity::delete_by_id(user_id).exec(db).await?;
+    Ok(deleted.rows_affected == 1)
 }
 
 impl From<UserRow> for Account {
