@@ -2,7 +2,8 @@
 //! saturation of the password-hashing pool and the database pool.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Outcomes of `POST /v1/auth/refresh`.
@@ -25,6 +26,8 @@ pub struct Metrics {
     refreshes: IntCounterVec,
     revocations: IntCounterVec,
     messages: IntCounterVec,
+    webhook_deliveries: IntCounterVec,
+    outbox_pending: IntGauge,
     gauges: IntGaugeVec,
 }
 
@@ -72,6 +75,19 @@ impl Metrics {
             &["kind", "outcome"],
         )
         .expect("metric");
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "webhook_deliveries_total",
+                "Event webhook delivery attempts by outcome",
+            ),
+            &["outcome"],
+        )
+        .expect("metric");
+        let outbox_pending = IntGauge::new(
+            "outbox_pending",
+            "Event deliveries and messages waiting to be delivered",
+        )
+        .expect("metric");
         let gauges = IntGaugeVec::new(
             Opts::new(
                 "pool",
@@ -87,6 +103,8 @@ impl Metrics {
             Box::new(refreshes.clone()),
             Box::new(revocations.clone()),
             Box::new(messages.clone()),
+            Box::new(webhook_deliveries.clone()),
+            Box::new(outbox_pending.clone()),
             Box::new(gauges.clone()),
         ] {
             registry.register(collector).expect("unique metric");
@@ -99,6 +117,8 @@ impl Metrics {
             refreshes,
             revocations,
             messages,
+            webhook_deliveries,
+            outbox_pending,
             gauges,
         }
     }
@@ -136,6 +156,17 @@ impl Metrics {
     /// `delivered`, `failed` (an attempt; it is retried) or `expired` (given up).
     pub fn message(&self, kind: &str, outcome: &str) {
         self.messages.with_label_values(&[kind, outcome]).inc();
+    }
+
+    /// `outcome`: `delivered`, `retrying` (an attempt failed; it is retried) or
+    /// `failed` (given up).
+    pub fn webhook_delivery(&self, outcome: &str) {
+        self.webhook_deliveries.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn set_outbox_pending(&self, pending: u64) {
+        self.outbox_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
     }
 
     pub fn set_pool(&self, pool: &str, state: &str, value: usize) {

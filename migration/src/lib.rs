@@ -9,6 +9,7 @@ mod m20261202_000002_session_client;
 mod m20261202_000003_account_messages;
 mod m20261202_000004_roles_admin;
 mod m20261202_000005_ended_sessions;
+mod m20261202_000006_event_deliveries;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000003_account_messages::Migration),
             Box::new(m20261202_000004_roles_admin::Migration),
             Box::new(m20261202_000005_ended_sessions::Migration),
+            Box::new(m20261202_000006_event_deliveries::Migration),
         ]
     }
 }

@@ -27,6 +27,7 @@ impl Cli {
         let first_pass = Self::try_parse_from(&args)?;
         let mut command = Self::command();
         let mut roles = std::collections::BTreeMap::new();
+        let mut webhooks = Vec::new();
         if let Some(path) = &first_pass.config_file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| ConfigError::File(format!("cannot read {}: {e}", path.display())))?;
@@ -37,6 +38,16 @@ impl Cli {
                 if key == "roles" {
                     roles = value.try_into().map_err(|e: toml::de::Error| {
                         ConfigError::File(format!("{}: [roles]: {}", path.display(), e.message()))
+                    })?;
+                    continue;
+                }
+                if key == "webhooks" {
+                    webhooks = value.try_into().map_err(|e: toml::de::Error| {
+                        ConfigError::File(format!(
+                            "{}: [[webhooks]]: {}",
+                            path.display(),
+                            e.message()
+                        ))
                     })?;
                     continue;
                 }
@@ -69,6 +80,7 @@ impl Cli {
         let matches = command.try_get_matches_from(&args)?;
         let mut cli = Self::from_arg_matches(&matches)?;
         cli.config.roles = roles;
+        cli.config.webhooks = webhooks;
         Ok(cli)
     }
 }

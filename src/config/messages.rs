@@ -140,12 +140,7 @@ impl MessageConfig {
             let secret = self.delivery_webhook_secret.as_ref().ok_or(
                 "AUTHGATE_DELIVERY_WEBHOOK_SECRET: required with AUTHGATE_DELIVERY_WEBHOOK_URL",
             )?;
-            let secret = secret
-                .expose()
-                .strip_prefix("whsec_")
-                .and_then(|encoded| STANDARD.decode(encoded).ok())
-                .filter(|bytes| bytes.len() >= 24)
-                .ok_or("AUTHGATE_DELIVERY_WEBHOOK_SECRET: must be whsec_ followed by the base64 of at least 24 random bytes")?;
+            let secret = webhook_secret("AUTHGATE_DELIVERY_WEBHOOK_SECRET", secret)?;
             return Ok(Some(DeliverySettings::Webhook {
                 url: url.expose().to_owned(),
                 secret,
@@ -164,6 +159,18 @@ impl MessageConfig {
         }
         Ok(self.delivery_file.clone().map(DeliverySettings::File))
     }
+}
+
+/// The bytes of a Standard Webhooks secret: `whsec_` + base64 of at least 24 bytes.
+pub(super) fn webhook_secret(name: &str, secret: &SecretText) -> Result<Vec<u8>, String> {
+    secret
+        .expose()
+        .strip_prefix("whsec_")
+        .and_then(|encoded| STANDARD.decode(encoded).ok())
+        .filter(|bytes| bytes.len() >= 24)
+        .ok_or_else(|| {
+            format!("{name}: must be whsec_ followed by the base64 of at least 24 random bytes")
+        })
 }
 
 /// The SMTP transport of `smtp://[user:pass@]host[:port][?tls=required|opportunistic|none]`

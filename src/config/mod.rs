@@ -3,6 +3,7 @@
 //! so a bad value names the variable to fix.
 
 mod commands;
+mod events;
 mod file;
 mod messages;
 mod redact;
@@ -15,6 +16,7 @@ use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, Parser};
 
 pub use commands::{AdminKeysCommand, Command, ConfigCommand, KeysCommand};
+pub use events::WebhookTable;
 pub use file::ConfigError;
 pub use messages::{DeliverySettings, MessageConfig};
 pub use redact::{SecretText, SecretUrl};
@@ -246,6 +248,23 @@ pub struct Config {
     )]
     pub admin_listen: Option<SocketAddr>,
 
+    /// Webhook that receives every event type (signed per Standard Webhooks); more
+    /// subscribers in the configuration file's `[[webhooks]]` tables.
+    #[arg(
+        long,
+        env = "AUTHGATE_EVENTS_WEBHOOK_URL",
+        value_name = "AUTHGATE_EVENTS_WEBHOOK_URL"
+    )]
+    pub events_webhook_url: Option<SecretUrl>,
+
+    /// Its signing secret: `whsec_` + base64 of at least 24 random bytes.
+    #[arg(
+        long,
+        env = "AUTHGATE_EVENTS_WEBHOOK_SECRET",
+        value_name = "AUTHGATE_EVENTS_WEBHOOK_SECRET"
+    )]
+    pub events_webhook_secret: Option<SecretText>,
+
     /// Log format: `pretty` (human) or `json` (one object per line).
     #[arg(
         long,
@@ -268,6 +287,11 @@ pub struct Config {
     /// grants in access tokens. (Last: TOML puts tables after plain values.)
     #[arg(skip)]
     pub roles: BTreeMap<String, RoleScopes>,
+
+    /// `[[webhooks]]` of the configuration file: event subscribers, each with its
+    /// secret and the event types it wants.
+    #[arg(skip)]
+    pub webhooks: Vec<WebhookTable>,
 }
 
 /// A `[roles.<name>]` table.
@@ -305,6 +329,7 @@ impl Config {
         }
         self.messages.delivery()?;
         self.role_policy()?;
+        self.event_subscribers()?;
         Ok(())
     }
 

@@ -46,6 +46,12 @@ impl serde::Serialize for SecretUrl {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for SecretUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self)
+    }
+}
+
 /// A secret setting (a webhook signing secret): printed as `***` everywhere;
 /// [`SecretText::expose`] is the one way to the real text.
 #[derive(Clone, PartialEq, Eq)]
@@ -84,6 +90,12 @@ impl fmt::Display for SecretText {
 impl serde::Serialize for SecretText {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str("***")
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecretText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self)
     }
 }
 

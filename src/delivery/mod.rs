@@ -4,6 +4,7 @@
 //! message survives restarts because it lives in the database until delivered.
 
 mod channel;
+mod events;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 pub use channel::{Channel, ChannelError, Links};
+pub use events::EventDeliverer;
 
 use crate::crypto::master::MasterKeys;
 use crate::domain::types::{PendingMessage, UnixMillis};
@@ -22,12 +24,12 @@ use crate::store::{Store, StoreError};
 const BATCH: u32 = 64;
 /// How often the outbox is looked at when nothing wakes the worker (messages queued by
 /// another instance, retries coming due).
-const POLL_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// An attempt that has not answered by then has failed.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A claimed message is left to its claimer this long (longer than an attempt), then
 /// any instance may try it again: the claimer was stopped mid-attempt.
-const LEASE: Duration = Duration::from_secs(15);
+pub(crate) const LEASE: Duration = Duration::from_secs(15);
 /// The first retry comes about this long after the first failure; each one doubles it.
 const FIRST_RETRY_SECS: u64 = 5;
 

@@ -25,6 +25,8 @@ pub enum AdminError {
     UserNotFound,
     #[error("no live session has this id")]
     SessionNotFound,
+    #[error("no event delivery has this id")]
+    DeliveryNotFound,
     #[error("another account has this email")]
     EmailTaken,
     #[error("invalid email: {0}")]
@@ -82,7 +84,7 @@ pub struct NewUser {
 }
 
 impl AuthService {
-    fn admin_actor(caller: &AdminCaller, client: &Client) -> Actor {
+    pub(super) fn admin_actor(caller: &AdminCaller, client: &Client) -> Actor {
         Actor {
             name: Some(caller.key_name.clone()),
             ..client.actor()
@@ -192,15 +194,7 @@ impl AuthService {
         if let Some(roles) = &change.roles {
             change.roles = Some(normalize_roles(roles).map_err(AdminError::InvalidRoles)?);
         }
-        let changed: Vec<&str> = [
-            ("email", change.email.is_some()),
-            ("roles", change.roles.is_some()),
-            ("disabled", change.disabled.is_some()),
-            ("email_verified", change.email_verified.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(field, given)| given.then_some(field))
-        .collect();
+        let changed = change.fields();
         let actor = Self::admin_actor(caller, client);
         let audit = AuditEntry::new(AuditEvent::UserUpdated, &actor, UnixMillis::now())
             .user(id)
@@ -348,11 +342,11 @@ fn email_parameter(text: &str) -> Result<String, AdminError> {
     Ok(email)
 }
 
-fn encode_cursor(position: &str) -> String {
+pub(super) fn encode_cursor(position: &str) -> String {
     URL_SAFE_NO_PAD.encode(position)
 }
 
-fn decode_cursor(cursor: &str) -> Result<String, AdminError> {
+pub(super) fn decode_cursor(cursor: &str) -> Result<String, AdminError> {
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()

@@ -57,6 +57,7 @@ pub mod accounts;
 pub mod admin;
 pub mod admin_keys;
 pub mod credentials;
+pub mod events;
 pub mod keys;
 pub mod recovery;
 pub mod revocations;
@@ -216,12 +217,15 @@ impl AuthService {
     }
 }
 
+/// How long a delivered or failed event delivery is kept after its last attempt.
+pub const FINISHED_DELIVERY_RETENTION_SECS: u64 = 7 * 86_400;
+
 /// Rows deleted per statement by [`cleanup`]: small enough not to hold locks long.
 pub const CLEANUP_BATCH: u64 = 1000;
 
 /// Deletes sessions that ended longer than the revocation feed lists them (an access
-/// token lifetime and a minute), expired sessions, idle-expired refresh tokens and audit
-/// events older than `audit_retention_days` (0: none) in bounded batches, until none are
+/// token lifetime and a minute), expired sessions, idle-expired refresh tokens, event
+/// deliveries finished a week ago and audit events older than `audit_retention_days` (0: none) in bounded batches, until none are
 /// left (or a bounded number of batches ran). Returns the rows deleted.
 pub async fn cleanup(
     store: &Store,
@@ -234,6 +238,17 @@ pub async fn cleanup(
         let ended_before = now.minus_secs(revocations::feed_window_secs(access_ttl_secs));
         let deleted = store
             .delete_expired(now, ended_before, CLEANUP_BATCH)
+            .await?;
+        total += deleted;
+        if deleted < CLEANUP_BATCH {
+            break;
+        }
+    }
+    // Delivered and failed event deliveries stay a week for the admin API to show.
+    let cutoff = UnixMillis::now().minus_secs(FINISHED_DELIVERY_RETENTION_SECS);
+    for _ in 0..1000 {
+        let deleted = store
+            .delete_finished_deliveries(cutoff, CLEANUP_BATCH)
             .await?;
         total += deleted;
         if deleted < CLEANUP_BATCH {

@@ -295,6 +295,7 @@ pub enum AuditEvent {
     EmailVerified,
     UserCreated,
     UserUpdated,
+    WebhookRetried,
 }
 
 impl AuditEvent {
@@ -319,6 +320,7 @@ impl AuditEvent {
             Self::EmailVerified => "email_verified",
             Self::UserCreated => "user_created",
             Self::UserUpdated => "user_updated",
+            Self::WebhookRetried => "webhook_retried",
         }
     }
 }

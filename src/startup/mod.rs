@@ -18,7 +18,7 @@ use crate::config::{Config, SecretUrl};
 use crate::crypto::master::MasterKeys;
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::signing::SigningKey;
-use crate::delivery::{Channel, Deliverer, Links};
+use crate::delivery::{Channel, Deliverer, EventDeliverer, Links};
 use crate::domain::keys::KeyRing;
 use crate::domain::recovery::{self, Messaging};
 use crate::domain::{Actor, AuthService, TokenPolicy};
@@ -47,6 +47,8 @@ pub struct Application {
     audit_retention_days: u64,
     /// With a delivery channel: the outbox worker and the forgot-password queue.
     deliverer: Option<Deliverer>,
+    /// With event subscribers: the event outbox worker.
+    event_deliverer: Option<EventDeliverer>,
     forgot_requests: Option<mpsc::Receiver<(String, Actor)>>,
     /// `AUTHGATE_ADMIN_LISTEN`, bound.
     admin_listener: Option<(TcpListener, SocketAddr)>,
@@ -89,8 +91,10 @@ impl Application {
             PasswordHasher::new(memory, iterations, parallelism)
         });
 
-        let store = connect(&config.database_url).await?;
+        let subscribers = config.event_subscribers().map_err(|e| anyhow!(e))?;
+        let mut store = connect(&config.database_url).await?;
         store.migrate().await.context("migrating the database")?;
+        store.route_events(&subscribers);
 
         let verifier = Arc::new(
             Verifier::new(&config.issuer, &config.audience).with_leeway(OWN_TOKEN_LEEWAY_SECS),
@@ -130,6 +134,14 @@ impl Application {
             .context("AUTHGATE_REDIS_URL: cannot connect")?,
         );
         let metrics = Arc::new(Metrics::new());
+        let event_deliverer = match subscribers.is_empty() {
+            true => None,
+            false => Some(EventDeliverer::new(
+                store.clone(),
+                subscribers,
+                metrics.clone(),
+            )?),
+        };
         let (mut deliverer, mut forgot_requests, mut messaging) = (None, None, None);
         if let (Some(settings), Some(master)) = (delivery, master) {
             let queued = Arc::new(Notify::new());
@@ -209,6 +221,7 @@ impl Application {
             access_ttl_secs: config.access_ttl,
             audit_retention_days: config.audit_retention,
             deliverer,
+            event_deliverer,
             forgot_requests,
             admin_listener,
         })
@@ -255,6 +268,9 @@ impl Application {
         let (stopping, drain) = watch::channel(false);
         let mut draining = Vec::new();
         if let Some(deliverer) = self.deliverer {
+            draining.push(tokio::spawn(deliverer.run(drain.clone())));
+        }
+        if let Some(deliverer) = self.event_deliverer {
             draining.push(tokio::spawn(deliverer.run(drain.clone())));
         }
         if let Some(requests) = self.forgot_requests {

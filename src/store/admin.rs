@@ -9,9 +9,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entities::{account_tokens, audit_events, outbox, sessions, users};
-use super::sessions::revoke_user_sessions;
+use super::sessions::{end_sessions, end_user_sessions};
 use super::users::{delete_account_rows, joined_roles};
 use super::{Result, Store, UnitOfWork};
+use crate::domain::events::{Event, EventType};
 use crate::domain::types::{AuditEntry, AuditRecord, MessageKind, UnixMillis, User};
 
 /// Which users to list, after which email, how many.
@@ -32,6 +33,21 @@ pub struct UserChange {
     pub roles: Option<Vec<String>>,
     pub disabled: Option<bool>,
     pub email_verified: Option<bool>,
+}
+
+impl UserChange {
+    /// The fields the change sets, as `user.updated` and the audit trail name them.
+    pub fn fields(&self) -> Vec<&'static str> {
+        [
+            ("email", self.email.is_some()),
+            ("roles", self.roles.is_some()),
+            ("disabled", self.disabled.is_some()),
+            ("email_verified", self.email_verified.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, given)| given.then_some(field))
+        .collect()
+    }
 }
 
 /// Which audit events, newest first, before which (time, id).
@@ -115,7 +131,7 @@ impl Store {
         password_hash: &str,
         audit: &AuditEntry<'_>,
     ) -> Result<()> {
-        let work = self.begin().await?;
+        let mut work = self.begin().await?;
         users::Entity::insert(users::ActiveModel {
             id: Set(user.id),
             email: Set(user.email.clone()),
@@ -130,6 +146,9 @@ impl Store {
         })
         .exec_without_returning(work.db())
         .await?;
+        work.emit(EventType::UserCreated, || {
+            Event::user_created(user.id, &user.email)
+        });
         work.commit(Some(audit)).await?;
         Ok(())
     }
@@ -143,7 +162,7 @@ impl Store {
         change: &UserChange,
         audit: &AuditEntry<'_>,
     ) -> Result<Option<(User, u64)>> {
-        let work = self.begin().await?;
+        let mut work = self.begin().await?;
         let mut update = users::Entity::update_many().filter(users::Column::Id.eq(id));
         // Always one column, so the statement also locks the row of an empty change.
         update = update.col_expr(users::Column::Id, Expr::col(users::Column::Id));
@@ -192,9 +211,10 @@ impl Store {
                 .await?;
         }
         let ended = match change.disabled {
-            Some(true) => revoke_user_sessions(work.db(), id, None, audit.at).await?,
+            Some(true) => end_user_sessions(&mut work, id, None, audit).await?,
             _ => 0,
         };
+        work.emit_user_updated(id, &change.fields()).await?;
         let Some(row) = users::Entity::find_by_id(id).one(work.db()).await? else {
             return Ok(None);
         };
@@ -204,8 +224,8 @@ impl Store {
 
     /// Deletes an account, its sessions and tokens, as a deletion by the user does.
     pub async fn delete_user_by_id(&self, id: Uuid, audit: &AuditEntry<'_>) -> Result<bool> {
-        let work = self.begin().await?;
-        if !delete_account_rows(work.db(), id, audit.at).await? {
+        let mut work = self.begin().await?;
+        if !delete_account_rows(&mut work, id, audit).await? {
             return Ok(false);
         }
         work.commit(Some(audit)).await?;
@@ -214,27 +234,22 @@ impl Store {
 
     /// Ends every session of a user; `None` for an unknown user.
     pub async fn logout_user(&self, id: Uuid, audit: &AuditEntry<'_>) -> Result<Option<u64>> {
-        let work = self.begin().await?;
+        let mut work = self.begin().await?;
         if !lock_user(&work, id).await? {
             return Ok(None);
         }
-        let ended = revoke_user_sessions(work.db(), id, None, audit.at).await?;
+        let ended = end_user_sessions(&mut work, id, None, audit).await?;
         work.commit(Some(audit)).await?;
         Ok(Some(ended))
     }
 
     /// Ends one live session, whoever's it is; false if it is not live.
     pub async fn end_session(&self, id: Uuid, audit: &AuditEntry<'_>) -> Result<bool> {
-        let work = self.begin().await?;
-        let ended = sessions::Entity::update_many()
-            .col_expr(sessions::Column::RevokedAt, Expr::value(audit.at))
-            .filter(sessions::Column::Id.eq(id))
-            .filter(sessions::Column::RevokedAt.is_null())
-            .filter(sessions::Column::ExpiresAt.gt(audit.at))
-            .exec(work.db())
-            .await?
-            .rows_affected;
-        if ended != 1 {
+        let mut work = self.begin().await?;
+        let which = Cond::all()
+            .add(sessions::Column::Id.eq(id))
+            .add(sessions::Column::ExpiresAt.gt(audit.at));
+        if end_sessions(&mut work, which, audit).await?.len() != 1 {
             return Ok(false);
         }
         work.commit(Some(audit)).await?;

@@ -247,6 +247,36 @@ pub mod outbox {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod event_deliveries {
+    use sea_orm::entity::prelude::*;
+
+    /// One event on its way to one subscriber (named by its URL).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "event_deliveries")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub event_id: Uuid,
+        pub event_type: String,
+        pub subscriber: String,
+        /// The JSON body, the same on every attempt.
+        pub body: String,
+        /// `pending`, `delivered` or `failed`.
+        pub status: String,
+        pub attempts: i32,
+        pub created_at: i64,
+        pub next_attempt_at: i64,
+        pub claimed_until: i64,
+        pub last_attempt_at: Option<i64>,
+        pub last_status: Option<i32>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod admin_keys {
     use sea_orm::entity::prelude::*;
 

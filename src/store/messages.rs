@@ -10,8 +10,9 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entities::{account_tokens, outbox, users};
-use super::sessions::revoke_user_sessions;
+use super::sessions::end_user_sessions;
 use super::{Result, Store, UnitOfWork};
+use crate::domain::events::{Event, EventType};
 use crate::domain::types::{
     Account, AuditEntry, MessageKind, NewMessage, PendingMessage, Secret, UnixMillis,
 };
@@ -37,7 +38,7 @@ impl Store {
         message: Option<&NewMessage>,
         audit: &AuditEntry<'_>,
     ) -> Result<()> {
-        let work = self.begin().await?;
+        let mut work = self.begin().await?;
         users::Entity::insert(users::ActiveModel {
             id: Set(account.user.id),
             email: Set(account.user.email.clone()),
@@ -56,6 +57,9 @@ impl Store {
             insert_message(&work, message).await?;
             note_message_sent(&work, message).await?;
         }
+        work.emit(EventType::UserCreated, || {
+            Event::user_created(account.user.id, &account.user.email)
+        });
         work.commit(Some(audit)).await?;
         Ok(())
     }
@@ -110,7 +114,7 @@ impl Store {
         audit: &AuditEntry<'_>,
     ) -> Result<Option<u64>> {
         let now = audit.at;
-        let work = self.begin().await?;
+        let mut work = self.begin().await?;
         // The user's row first, as every other change of the account locks it: two
         // resets of one account queue here instead of deadlocking on each other's tokens.
         // The token alone authorizes the new password, whatever the current one is.
@@ -125,8 +129,18 @@ impl Store {
             return Ok(None);
         }
         spend_tokens_of(&work, token.user_id, MessageKind::PasswordReset, now).await?;
+        let was_verified = users::Entity::find_by_id(token.user_id)
+            .one(work.db())
+            .await?
+            .is_some_and(|user| user.email_verified);
         mark_verified(&work, token).await?;
-        let ended = revoke_user_sessions(work.db(), token.user_id, None, now).await?;
+        let ended = end_user_sessions(&mut work, token.user_id, None, audit).await?;
+        let changed: &[&str] = if was_verified {
+            &["password"]
+        } else {
+            &["password", "email_verified"]
+        };
+        work.emit_user_updated(token.user_id, changed).await?;
         // The spent tokens' messages have nothing left to deliver.
         outbox::Entity::delete_many()
             .filter(outbox::Column::UserId.eq(token.user_id))
@@ -145,12 +159,20 @@ impl Store {
         audit: &AuditEntry<'_>,
     ) -> Result<bool> {
         let now = audit.at;
-        let work = self.begin().await?;
+        let mut work = self.begin().await?;
+        let was_verified = users::Entity::find_by_id(token.user_id)
+            .one(work.db())
+            .await?
+            .is_some_and(|user| user.email_verified);
         // The user's row first (see `reset_password`).
         if !mark_verified(&work, token).await? || !spend_token(&work, token.id, now).await? {
             return Ok(false);
         }
         spend_tokens_of(&work, token.user_id, MessageKind::EmailVerification, now).await?;
+        if !was_verified {
+            work.emit_user_updated(token.user_id, &["email_verified"])
+                .await?;
+        }
         work.commit(Some(audit)).await?;
         Ok(true)
     }

@@ -8,6 +8,7 @@ mod admin;
 mod admin_keys;
 mod audit;
 mod batch;
+mod deliveries;
 /// The tables, public for tests that inspect rows; nothing outside the store uses them.
 #[doc(hidden)]
 pub mod entities;
@@ -26,10 +27,11 @@ use std::time::Duration;
 use batch::Batcher;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqlErr,
-    TransactionTrait,
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, SqlErr, TransactionTrait,
 };
 
+use crate::domain::events::{Event, EventFilter, EventType, Subscriber};
 use crate::domain::types::{AuditEntry, UnixMillis, User};
 pub use admin::{AuditQuery, UserChange, UserSearch};
 pub use admin_keys::AdminKeyInfo;
@@ -151,6 +153,11 @@ pub struct Store {
     sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
     /// Concurrent rotations on SQLite, committed together (one fsync per batch).
     sqlite_rotations: Option<Arc<RotationBatcher>>,
+    /// Who receives which events: each change writes a delivery per subscriber that
+    /// wants its event. Empty: no event is even built.
+    event_routes: Arc<[(String, EventFilter)]>,
+    /// Woken when this instance writes events, so its deliverer sends them at once.
+    events_written: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -178,7 +185,27 @@ impl Store {
             session_users,
             sqlite_writer,
             sqlite_rotations,
+            event_routes: Arc::from([]),
+            events_written: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// Routes the events of every later change to these subscribers.
+    pub fn route_events(&mut self, subscribers: &[Subscriber]) {
+        self.event_routes = subscribers
+            .iter()
+            .map(|subscriber| (subscriber.url.clone(), subscriber.filter.clone()))
+            .collect();
+    }
+
+    /// Wakes this instance's event deliverer.
+    pub fn events_written(&self) {
+        self.events_written.notify_one();
+    }
+
+    /// What the event deliverer waits on besides its poll interval.
+    pub fn events_written_signal(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.events_written)
     }
 
     async fn writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
@@ -195,6 +222,8 @@ impl Store {
         Ok(UnitOfWork {
             _writer: writer,
             txn,
+            store: self,
+            events: Vec::new(),
         })
     }
 
@@ -224,12 +253,16 @@ impl Store {
 }
 
 /// One state change: the SQLite writer lock (taken first, so writers queue in order
-/// instead of busy-waiting), a transaction, and at `commit` the audit event recorded in
-/// that same transaction. Every write goes through one, so none can skip the lock, and
-/// each says which event it records (`None`: a change that is not a security event).
+/// instead of busy-waiting), a transaction, and at `commit` the audit event and the
+/// subscribers' events recorded in that same transaction. Every write goes through one,
+/// so none can skip the lock, and each says which audit event it records (`None`: a
+/// change that is not a security event).
 struct UnitOfWork<'a> {
     _writer: Option<tokio::sync::MutexGuard<'a, ()>>,
     txn: DatabaseTransaction,
+    store: &'a Store,
+    /// Events of this change, delivered to their subscribers once it commits.
+    events: Vec<Event>,
 }
 
 impl UnitOfWork<'_> {
@@ -237,11 +270,50 @@ impl UnitOfWork<'_> {
         &self.txn
     }
 
+    /// Whether any subscriber wants events of this type (if not, none is built).
+    fn wants(&self, event_type: EventType) -> bool {
+        self.store
+            .event_routes
+            .iter()
+            .any(|(_, filter)| filter.wants(event_type))
+    }
+
+    /// Adds an event to this change, if anyone wants its type.
+    fn emit(&mut self, event_type: EventType, event: impl FnOnce() -> Event) {
+        if self.wants(event_type) {
+            self.events.push(event());
+        }
+    }
+
+    /// Adds `user.updated` with the user's email as it now is.
+    async fn emit_user_updated(
+        &mut self,
+        user_id: uuid::Uuid,
+        changed: &[&str],
+    ) -> Result<(), DbErr> {
+        if !self.wants(EventType::UserUpdated) {
+            return Ok(());
+        }
+        if let Some(user) = entities::users::Entity::find_by_id(user_id)
+            .one(&self.txn)
+            .await?
+        {
+            self.events
+                .push(Event::user_updated(user_id, &user.email, changed));
+        }
+        Ok(())
+    }
+
     async fn commit(self, audit: Option<&AuditEntry<'_>>) -> Result<(), DbErr> {
         if let Some(audit) = audit {
             audit::insert_audit(&self.txn, audit).await?;
         }
-        self.txn.commit().await
+        deliveries::insert_deliveries(&self.txn, &self.store.event_routes, &self.events).await?;
+        self.txn.commit().await?;
+        if !self.events.is_empty() {
+            self.store.events_written();
+        }
+        Ok(())
     }
 }
 

@@ -1,16 +1,21 @@
 //! Sessions and their refresh tokens: login, rotation (batched on SQLite), revocation and
 //! the batched lookups behind Bearer authentication.
 
-use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::sea_query::{Cond, Expr, Query};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter,
+};
 use uuid::Uuid;
 
 use super::audit::{recorded_ip, recorded_user_agent};
 use super::entities::{refresh_tokens, sessions, users};
 use super::passwords::{PasswordSwap, swap_password_hash};
-use super::{RefreshTokenRow, Result, SessionRow, Store, millis};
+use super::{RefreshTokenRow, Result, SessionRow, Store, UnitOfWork, millis};
+use crate::domain::events::{EndCause, Event, EventType};
 use crate::domain::types::{
-    Actor, AuditEntry, NewRefreshToken, RefreshToken, Session, Subject, UnixMillis, User,
+    Actor, AuditEntry, AuditEvent, NewRefreshToken, RefreshToken, Session, Subject, UnixMillis,
+    User,
 };
 
 /// Who `/me` asks about: a session, its user, and the time it must still be live at.
@@ -28,7 +33,7 @@ impl Store {
         password: PasswordSwap<'_>,
         audit: &AuditEntry<'_>,
     ) -> Result<Option<Subject>> {
-        let work = self.begin().await?;
+        let mut work = self.begin().await?;
         if !swap_password_hash(work.db(), password).await? {
             return Ok(None);
         }
@@ -54,6 +59,9 @@ impl Store {
         .exec_without_returning(work.db())
         .await?;
         insert_refresh_token(work.db(), session.id, token, now).await?;
+        work.emit(EventType::SessionCreated, || {
+            Event::session_created(session.id, session.user_id, &session.client)
+        });
         work.commit(Some(audit)).await?;
         Ok(Some(User::from(user).subject()))
     }
@@ -102,14 +110,17 @@ impl Store {
     /// Ends one session and records why. Returns whether it was live (nothing is
     /// recorded if it was not).
     pub async fn revoke_session(&self, session_id: Uuid, audit: &AuditEntry<'_>) -> Result<bool> {
-        let work = self.begin().await?;
-        let revoked = sessions::Entity::update_many()
-            .col_expr(sessions::Column::RevokedAt, Expr::value(audit.at))
-            .filter(sessions::Column::Id.eq(session_id))
-            .filter(sessions::Column::RevokedAt.is_null())
-            .exec(work.db())
-            .await?;
-        let live = revoked.rows_affected == 1;
+        let mut work = self.begin().await?;
+        let which = Cond::all().add(sessions::Column::Id.eq(session_id));
+        let ended = end_sessions(&mut work, which, audit).await?;
+        if audit.event == AuditEvent::ReuseDetected
+            && let Some(&(session_id, user_id)) = ended.first()
+        {
+            work.emit(EventType::RefreshReuseDetected, || {
+                Event::refresh_reuse_detected(session_id, user_id, audit.actor)
+            });
+        }
+        let live = ended.len() == 1;
         work.commit(live.then_some(audit)).await?;
         Ok(live)
     }
@@ -122,8 +133,8 @@ impl Store {
         except: Option<Uuid>,
         audit: &AuditEntry<'_>,
     ) -> Result<u64> {
-        let work = self.begin().await?;
-        let ended = revoke_user_sessions(work.db(), user_id, except, audit.at).await?;
+        let mut work = self.begin().await?;
+        let ended = end_user_sessions(&mut work, user_id, except, audit).await?;
         let audit = audit.clone().detail(format!("{ended} sessions ended"));
         work.commit(Some(&audit)).await?;
         Ok(ended)
@@ -137,16 +148,12 @@ impl Store {
         session_id: Uuid,
         audit: &AuditEntry<'_>,
     ) -> Result<bool> {
-        let work = self.begin().await?;
-        let revoked = sessions::Entity::update_many()
-            .col_expr(sessions::Column::RevokedAt, Expr::value(audit.at))
-            .filter(sessions::Column::Id.eq(session_id))
-            .filter(sessions::Column::UserId.eq(user_id))
-            .filter(sessions::Column::RevokedAt.is_null())
-            .filter(sessions::Column::ExpiresAt.gt(audit.at))
-            .exec(work.db())
-            .await?;
-        let live = revoked.rows_affected == 1;
+        let mut work = self.begin().await?;
+        let which = Cond::all()
+            .add(sessions::Column::Id.eq(session_id))
+            .add(sessions::Column::UserId.eq(user_id))
+            .add(sessions::Column::ExpiresAt.gt(audit.at));
+        let live = end_sessions(&mut work, which, audit).await?.len() == 1;
         work.commit(live.then_some(audit)).await?;
         Ok(live)
     }
@@ -268,19 +275,48 @@ async fn insert_refresh_token(
     Ok(())
 }
 
-pub(super) async fn revoke_user_sessions(
-    db: &impl sea_orm::ConnectionTrait,
+/// Ends every live session of a user (but `except`) as `audit` records. Returns how
+/// many ended.
+pub(super) async fn end_user_sessions(
+    work: &mut UnitOfWork<'_>,
     user_id: Uuid,
     except: Option<Uuid>,
-    at: UnixMillis,
+    audit: &AuditEntry<'_>,
 ) -> Result<u64, DbErr> {
-    let mut revoke = sessions::Entity::update_many()
-        .col_expr(sessions::Column::RevokedAt, Expr::value(at))
-        .filter(sessions::Column::UserId.eq(user_id))
-        .filter(sessions::Column::RevokedAt.is_null())
-        .filter(sessions::Column::ExpiresAt.gt(at));
+    let mut which = Cond::all()
+        .add(sessions::Column::UserId.eq(user_id))
+        .add(sessions::Column::ExpiresAt.gt(audit.at));
     if let Some(kept) = except {
-        revoke = revoke.filter(sessions::Column::Id.ne(kept));
+        which = which.add(sessions::Column::Id.ne(kept));
     }
-    Ok(revoke.exec(db).await?.rows_affected)
+    Ok(end_sessions(work, which, audit).await?.len() as u64)
+}
+
+/// Ends the sessions `which` selects that have not ended yet, as `audit` records, with a
+/// `session.ended` event for each. Returns them (id, user).
+pub(super) async fn end_sessions(
+    work: &mut UnitOfWork<'_>,
+    which: Cond,
+    audit: &AuditEntry<'_>,
+) -> Result<Vec<(Uuid, Uuid)>, DbErr> {
+    let update = Query::update()
+        .table(sessions::Entity)
+        .value(sessions::Column::RevokedAt, Expr::value(audit.at))
+        .cond_where(which.add(sessions::Column::RevokedAt.is_null()))
+        .returning(Query::returning().columns([sessions::Column::Id, sessions::Column::UserId]))
+        .to_owned();
+    let ended = work
+        .db()
+        .query_all(&update)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("", "id")?, row.try_get("", "user_id")?)))
+        .collect::<Result<Vec<(Uuid, Uuid)>, DbErr>>()?;
+    let cause = EndCause::of(audit);
+    for &(session_id, user_id) in &ended {
+        work.emit(EventType::SessionEnded, || {
+            Event::session_ended(session_id, user_id, cause)
+        });
+    }
+    Ok(ended)
 }

@@ -1,17 +1,18 @@
 //! Accounts.
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
 use sea_orm::sea_query::Expr;
 use uuid::Uuid;
 
 use super::passwords::{PasswordSwap, swap_password_hash};
-use super::sessions::revoke_user_sessions;
+use super::sessions::end_user_sessions;
 
 use sea_orm::sea_query::Query;
 
 use super::entities::{refresh_tokens, sessions, users};
-use super::{Result, Store, UserRow};
+use super::{Result, Store, UnitOfWork, UserRow};
+use crate::domain::events::{EndCause, Event, EventType};
 use crate::domain::types::{Account, AuditEntry, UnixMillis, User};
 
 impl Store {
@@ -52,7 +53,7 @@ impl Store {
         kept: Uuid,
         audit: &AuditEntry<'_>,
     ) -> Result<PasswordChange> {
-        let work = self.begin().await?;
+        let mut work = self.begin().await?;
         if !swap_password_hash(work.db(), swap).await? {
             return Ok(PasswordChange::Stale);
         }
@@ -72,8 +73,8 @@ impl Store {
         if !kept_is_live {
             return Ok(PasswordChange::CallerSessionEnded);
         }
-        let sessions_ended =
-            revoke_user_sessions(work.db(), swap.user_id, Some(kept), audit.at).await?;
+        let sessions_ended = end_user_sessions(&mut work, swap.user_id, Some(kept), audit).await?;
+        work.emit_user_updated(swap.user_id, &["password"]).await?;
         work.commit(Some(audit)).await?;
         Ok(PasswordChange::Changed { sessions_ended })
     }
@@ -85,11 +86,11 @@ impl Store {
         checked: PasswordSwap<'_>,
         audit: &AuditEntry<'_>,
     ) -> Result<bool> {
-        let work = self.begin().await?;
+        let mut work = self.begin().await?;
         if !swap_password_hash(work.db(), checked).await? {
             return Ok(false);
         }
-        delete_account_rows(work.db(), checked.user_id, audit.at).await?;
+        delete_account_rows(&mut work, checked.user_id, audit).await?;
         work.commit(Some(audit)).await?;
         Ok(true)
     }
@@ -98,10 +99,29 @@ impl Store {
 /// Deletes a user with its refresh tokens, and its sessions and account tokens by
 /// cascade, keeping its sessions in the revocation feed. Returns whether there was one.
 pub(super) async fn delete_account_rows(
-    db: &impl sea_orm::ConnectionTrait,
+    work: &mut UnitOfWork<'_>,
     user_id: Uuid,
-    at: UnixMillis,
+    audit: &AuditEntry<'_>,
 ) -> Result<bool, sea_orm::DbErr> {
+    let at = audit.at;
+    if work.wants(EventType::SessionEnded) {
+        let live: Vec<Uuid> = sessions::Entity::find()
+            .select_only()
+            .column(sessions::Column::Id)
+            .filter(sessions::Column::UserId.eq(user_id))
+            .filter(sessions::Column::RevokedAt.is_null())
+            .filter(sessions::Column::ExpiresAt.gt(at))
+            .into_tuple()
+            .all(work.db())
+            .await?;
+        let cause = EndCause::of(audit);
+        for session_id in live {
+            work.emit(EventType::SessionEnded, || {
+                Event::session_ended(session_id, user_id, cause)
+            });
+        }
+    }
+    let db = work.db();
     // Tokens before sessions, the order a rotation locks them in (no deadlock with a
     // refresh of the same session on PostgreSQL).
     let sessions_of_user = Query::select()
@@ -114,8 +134,15 @@ pub(super) async fn delete_account_rows(
         .filter(refresh_tokens::Column::SessionId.in_subquery(sessions_of_user))
         .exec(db)
         .await?;
-    let deleted = users::Entity::delete_by_id(user_id).exec(db).await?;
-    Ok(deleted.rows_affected == 1)
+    let deleted = users::Entity::delete_by_id(user_id)
+        .exec(db)
+        .await?
+        .rows_affected
+        == 1;
+    if deleted {
+        work.emit(EventType::UserDeleted, || Event::user_deleted(user_id));
+    }
+    Ok(deleted)
 }
 
 impl From<UserRow> for Account {

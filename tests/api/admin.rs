@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use crate::helpers::{PASSWORD, TestApp, assert_problem, jwt_part, spawn_app_with, str_field};
 
 /// An app with the admin API on a random port, and an admin key named `ops`.
-async fn admin_app(adjust: impl FnOnce(&mut authgate::config::Config)) -> (TestApp, String) {
+pub(crate) async fn admin_app(
+    adjust: impl FnOnce(&mut authgate::config::Config),
+) -> (TestApp, String) {
     let app = spawn_app_with(|config| {
         config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
         adjust(config);
@@ -20,7 +22,7 @@ async fn admin_app(adjust: impl FnOnce(&mut authgate::config::Config)) -> (TestA
     (app, key)
 }
 
-async fn admin(
+pub(crate) async fn admin(
     app: &TestApp,
     key: &str,
     method: Method,
@@ -35,7 +37,7 @@ async fn admin(
     request.send().await.unwrap()
 }
 
-async fn json_of(response: reqwest::Response, status: StatusCode) -> Value {
+pub(crate) async fn json_of(response: reqwest::Response, status: StatusCode) -> Value {
     let status_was = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     assert_eq!(status_was, status, "{body}");

@@ -86,13 +86,25 @@ async fn a_waiting_token_is_sealed_and_gone_once_delivered() {
 }
 
 /// `authgate serve` as a child process on a free port, ready to answer.
-struct Served {
-    child: std::process::Child,
-    url: String,
+pub struct Served {
+    pub child: std::process::Child,
+    pub url: String,
 }
 
 impl Served {
     async fn start(app: &TestApp, receiver: &WebhookReceiver) -> Self {
+        Self::start_with(
+            app,
+            &[
+                ("AUTHGATE_DELIVERY_WEBHOOK_URL", receiver.url.as_str()),
+                ("AUTHGATE_DELIVERY_WEBHOOK_SECRET", receiver.secret.as_str()),
+            ],
+        )
+        .await
+    }
+
+    /// With these variables set besides fast hashing and no rate limit.
+    pub async fn start_with(app: &TestApp, variables: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -101,8 +113,7 @@ impl Served {
         let child = app
             .command(&["serve"])
             .env("AUTHGATE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("AUTHGATE_DELIVERY_WEBHOOK_URL", &receiver.url)
-            .env("AUTHGATE_DELIVERY_WEBHOOK_SECRET", &receiver.secret)
+            .envs(variables.iter().copied())
             .env("AUTHGATE_ARGON2_MEMORY_KIB", "1024")
             .env("AUTHGATE_ARGON2_ITERATIONS", "1")
             .env("AUTHGATE_RATE_LIMIT_PER_IP", "0")

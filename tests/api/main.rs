@@ -15,6 +15,7 @@ mod cli;
 mod connections;
 mod delivery;
 mod edges;
+mod events;
 mod helpers;
 mod keys;
 mod maintenance;

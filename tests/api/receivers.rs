@@ -32,6 +32,8 @@ struct WebhookState {
     failures_left: AtomicUsize,
     /// Answer 500 to everything while set.
     down: AtomicBool,
+    /// Answer nothing for 10 seconds while set.
+    hanging: AtomicBool,
     bad_signatures: AtomicUsize,
 }
 
@@ -79,6 +81,11 @@ impl WebhookReceiver {
 
     pub fn set_down(&self, down: bool) {
         self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Holds every request 10 seconds without an answer while set.
+    pub fn set_hanging(&self, hanging: bool) {
+        self.state.hanging.store(hanging, Ordering::SeqCst);
     }
 
     pub fn accepted(&self) -> Vec<Delivery> {
@@ -174,6 +181,10 @@ async fn receive(
     if !signature_is_valid(&state.secret, request, &body) {
         state.bad_signatures.fetch_add(1, Ordering::SeqCst);
         return StatusCode::UNAUTHORIZED.into();
+    }
+    if state.hanging.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        return StatusCode::SERVICE_UNAVAILABLE.into();
     }
     let failing = state.down.load(Ordering::SeqCst)
         || state

@@ -1,5 +1,7 @@
 //! Verification throughput of `Verifier` against a bare `jsonwebtoken::decode` of the
-//! same token with the same checks: the verifier's own overhead.
+//! same token with the same checks: the verifier's own overhead; and the cost of a
+//! revocation feed of 100,000 ended sessions, served by a local HTTP server and loaded
+//! by the verifier's own poller.
 //!
 //! cargo bench -p authgate-verify --bench verify
 
@@ -56,6 +58,92 @@ fn bench(c: &mut Criterion) {
         b.iter(|| verifier.verify_cached(black_box(&token)).unwrap())
     });
     group.finish();
+
+    let (issuer, with_feed) = verifier_with_feed(100_000);
+    let without_feed = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(
+            Verifier::builder(&issuer, "authgate")
+                .pem(PUBLIC_PEM)
+                .build(),
+        )
+        .unwrap();
+    let mut claims = claims.clone();
+    claims["iss"] = issuer.into();
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_ed_pem(PRIVATE_PEM.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let mut group = c.benchmark_group("revocation feed");
+    group.bench_function("Verifier::verify_cached, no feed", |b| {
+        b.iter(|| without_feed.verify_cached(black_box(&token)).unwrap())
+    });
+    group.bench_function(
+        "Verifier::verify_cached, 100,000 revoked sessions loaded",
+        |b| b.iter(|| with_feed.verify_cached(black_box(&token)).unwrap()),
+    );
+    group.finish();
+}
+
+const PUBLIC_PEM: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n-----END PUBLIC KEY-----\n";
+
+/// A verifier whose feed poller has loaded `count` revoked sessions from a local issuer,
+/// and that issuer.
+fn verifier_with_feed(count: usize) -> (String, Verifier) {
+    use poem::{Route, Server, get, handler, listener::TcpListener, web::Json};
+    let runtime = Box::leak(Box::new(tokio::runtime::Runtime::new().unwrap()));
+    let revoked: Vec<_> = (0..count)
+        .map(|_| json!({"sid": uuid::Uuid::new_v4(), "ended_at": "2026-12-02T00:00:00Z"}))
+        .collect();
+    let first = revoked[0]["sid"]
+        .as_str()
+        .unwrap()
+        .parse::<uuid::Uuid>()
+        .unwrap();
+    let feed = json!({"revoked": revoked, "cursor": "c"});
+    #[handler]
+    fn revocations(feed: poem::web::Data<&serde_json::Value>) -> Json<serde_json::Value> {
+        Json(feed.0.clone())
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let app = poem::EndpointExt::data(
+        Route::new().at("/v1/auth/revocations", get(revocations)),
+        feed,
+    );
+    runtime.spawn(Server::new(TcpListener::bind(format!("127.0.0.1:{port}"))).run(app));
+    let issuer = format!("http://127.0.0.1:{port}");
+    runtime.block_on(async {
+        let verifier = Verifier::builder(&issuer, "authgate")
+            .pem(PUBLIC_PEM)
+            .allow_insecure_http()
+            .revocation_feed(std::time::Duration::from_millis(100))
+            .build()
+            .await
+            .unwrap();
+        // Loaded once a token of a listed session is refused.
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let listed = json!({"iss": issuer, "aud": "authgate", "sub": uuid::Uuid::new_v4(),
+            "sid": first, "jti": uuid::Uuid::new_v4(), "iat": now, "nbf": now, "exp": now + 3600});
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some("at+jwt".into());
+        let token = jsonwebtoken::encode(
+            &header,
+            &listed,
+            &EncodingKey::from_ed_pem(PRIVATE_PEM.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        for _ in 0..600 {
+            if verifier.verify_cached(&token).is_err() {
+                return (issuer.clone(), verifier);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the feed was not loaded");
+    })
 }
 
 criterion_group!(benches, bench);

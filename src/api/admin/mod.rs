@@ -4,6 +4,7 @@
 
 mod audit;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -23,6 +24,8 @@ enum AdminTags {
     Users,
     /// The audit trail.
     Audit,
+    /// Event webhook deliveries.
+    Webhooks,
 }
 
 /// An admin key from `authgate admin-keys create`.
@@ -50,17 +53,17 @@ async fn authenticate(req: &poem::Request, bearer: Bearer) -> poem::Result<Admin
     }
 }
 
-type Apis = (users::UsersApi, audit::AuditApi);
+type Apis = (users::UsersApi, audit::AuditApi, webhooks::WebhooksApi);
 
 /// The admin OpenAPI service; constructible without state for `authgate openapi --admin`.
 pub fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (users::UsersApi, audit::AuditApi),
+        (users::UsersApi, audit::AuditApi, webhooks::WebhooksApi),
         "authgate admin",
         env!("CARGO_PKG_VERSION"),
     )
     .description(
-        "Operators' API of authgate: accounts, their sessions and the audit trail. \
+        "Operators' API of authgate: accounts, their sessions, the audit trail and event deliveries. \
          Served only on AUTHGATE_ADMIN_LISTEN; every operation takes an admin key.",
     )
 }

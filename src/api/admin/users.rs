@@ -96,7 +96,7 @@ pub enum AdminFailure {
     #[oai(status = 401, content_type = "application/problem+json")]
     #[allow(dead_code)] // answered by the AdminKey checker; declared for the spec
     Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
-    /// No such account or session.
+    /// No such account, session or delivery.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
     /// Another account has this email.
@@ -117,9 +117,9 @@ impl From<AdminError> for AdminFailure {
     fn from(err: AdminError) -> Self {
         let problem = |kind| Json(problem_of(kind, &err));
         match &err {
-            AdminError::UserNotFound | AdminError::SessionNotFound => {
-                Self::NotFound(problem(ProblemType::NotFound))
-            }
+            AdminError::UserNotFound
+            | AdminError::SessionNotFound
+            | AdminError::DeliveryNotFound => Self::NotFound(problem(ProblemType::NotFound)),
             AdminError::EmailTaken => Self::Conflict(problem(ProblemType::EmailTaken)),
             AdminError::InvalidEmail(_) => Self::Unprocessable(problem(ProblemType::InvalidEmail)),
             AdminError::InvalidPassword(_) => {
