@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use uuid::Uuid;
 
 use super::channel::sign_webhook;
 use super::{ATTEMPT_TIMEOUT, LEASE, POLL_INTERVAL, next_attempt};
@@ -17,8 +18,10 @@ use crate::domain::events::{AttemptOutcome, Event, PendingDelivery, Subscriber};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
-/// Deliveries claimed (and sent concurrently) per round.
-const BATCH: u32 = 128;
+/// Deliveries claimed at most per query.
+const BATCH: usize = 128;
+/// Attempts under way at once.
+const IN_FLIGHT: usize = 256;
 /// A delivery is retried for at least this long, then marked failed.
 pub const RETRY_PERIOD: Duration = Duration::from_secs(24 * 3600);
 /// Retries never wait longer than this between them, so that a subscriber back up
@@ -57,15 +60,43 @@ impl EventDeliverer {
         })
     }
 
-    /// Delivers due events until `stop` turns true; a round under way is finished first,
-    /// so no delivery is left claimed by a stopped instance.
+    /// Delivers due events until `stop` turns true, then waits for the attempts under
+    /// way and records them, so no delivery is left claimed by a stopped instance.
+    /// Attempts run independently (up to [`IN_FLIGHT`] at once) and their outcomes are
+    /// recorded in batches, so a subscriber that hangs for the full timeout holds up
+    /// only its own deliveries.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let this = Arc::new(self);
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        let slot_freed = Arc::new(Notify::new());
+        let (outcomes, recorded) = mpsc::unbounded_channel();
+        let recorder = tokio::spawn(record_outcomes(this.store.clone(), recorded));
         while !*stop.borrow() {
             loop {
-                match Arc::clone(&this).deliver_due().await {
-                    Ok(claimed) if claimed == BATCH as usize => continue,
-                    Ok(_) => break,
+                let free = slots.available_permits().min(BATCH);
+                if free == 0 {
+                    break;
+                }
+                match this.claim(free).await {
+                    Ok(claimed) => {
+                        let full = claimed.len() == free;
+                        for delivery in claimed {
+                            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                                break; // cannot happen: no more claimed than free slots
+                            };
+                            let (this, outcomes) = (Arc::clone(&this), outcomes.clone());
+                            let slot_freed = Arc::clone(&slot_freed);
+                            tokio::spawn(async move {
+                                let outcome = this.deliver(&delivery).await;
+                                let _ = outcomes.send(outcome);
+                                drop(slot);
+                                slot_freed.notify_one();
+                            });
+                        }
+                        if !full {
+                            break;
+                        }
+                    }
                     Err(err) => {
                         tracing::warn!(error = %err, "claiming due event deliveries failed");
                         break;
@@ -78,60 +109,51 @@ impl EventDeliverer {
             }
             tokio::select! {
                 () = this.written.notified() => {}
+                () = slot_freed.notified(), if slots.available_permits() < IN_FLIGHT => {}
                 () = tokio::time::sleep(POLL_INTERVAL) => {}
                 _ = stop.changed() => {}
             }
         }
+        // Every slot back: every attempt has ended and sent its outcome.
+        let _ = slots.acquire_many(IN_FLIGHT as u32).await;
+        drop(outcomes);
+        let _ = recorder.await;
     }
 
-    /// One round: claims due deliveries, attempts each concurrently, then records the
-    /// outcomes. Returns how many were claimed.
-    async fn deliver_due(self: Arc<Self>) -> Result<usize, StoreError> {
+    async fn claim(&self, limit: usize) -> Result<Vec<PendingDelivery>, StoreError> {
         let now = UnixMillis::now();
-        let claimed = self
-            .store
-            .claim_due_deliveries(now, now.plus_secs(LEASE.as_secs()), BATCH)
-            .await?;
-        let count = claimed.len();
-        let mut attempts = tokio::task::JoinSet::new();
-        for delivery in claimed {
-            let this = Arc::clone(&self);
-            attempts.spawn(async move {
-                let answer = this.attempt(&delivery).await;
-                (delivery, answer)
-            });
-        }
-        let mut outcomes = Vec::with_capacity(count);
-        while let Some(joined) = attempts.join_next().await {
-            let Ok((delivery, answer)) = joined else {
-                continue;
-            };
-            let outcome = match &answer {
-                Ok(status) if (200..300).contains(status) => AttemptOutcome::Delivered,
-                _ => self.after_failure(&delivery, UnixMillis::now()),
-            };
-            let status = answer.as_ref().ok().copied();
-            let label = match outcome {
-                AttemptOutcome::Delivered => "delivered",
-                AttemptOutcome::Retry(_) => "retrying",
-                AttemptOutcome::Failed => "failed",
-            };
-            self.metrics.webhook_delivery(label);
-            if outcome != AttemptOutcome::Delivered {
-                let reason = match &answer {
-                    Ok(status) => format!("answered {status}"),
-                    Err(reason) => reason.clone(),
-                };
-                tracing::warn!(id = %delivery.id, event = %delivery.event_type,
-                    attempts = delivery.attempts, outcome = label, reason,
-                    "event delivery failed");
-            }
-            outcomes.push((delivery.id, status, outcome));
-        }
         self.store
-            .record_attempts(&outcomes, UnixMillis::now())
-            .await?;
-        Ok(count)
+            .claim_due_deliveries(
+                now,
+                now.plus_secs(LEASE.as_secs()),
+                u32::try_from(limit).unwrap_or(u32::MAX),
+            )
+            .await
+    }
+
+    /// One attempt and what became of it: (id, HTTP status, outcome).
+    async fn deliver(&self, delivery: &PendingDelivery) -> Attempted {
+        let answer = self.attempt(delivery).await;
+        let outcome = match &answer {
+            Ok(status) if (200..300).contains(status) => AttemptOutcome::Delivered,
+            _ => self.after_failure(delivery, UnixMillis::now()),
+        };
+        let label = match outcome {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::Retry(_) => "retrying",
+            AttemptOutcome::Failed => "failed",
+        };
+        self.metrics.webhook_delivery(label);
+        if outcome != AttemptOutcome::Delivered {
+            let reason = match &answer {
+                Ok(status) => format!("answered {status}"),
+                Err(reason) => reason.clone(),
+            };
+            tracing::warn!(id = %delivery.id, event = %delivery.event_type,
+                attempts = delivery.attempts, outcome = label, reason,
+                "event delivery failed");
+        }
+        (delivery.id, answer.ok(), outcome)
     }
 
     /// Retried while the retry period lasts, failed after.
@@ -170,5 +192,20 @@ impl EventDeliverer {
                 ATTEMPT_TIMEOUT.as_secs()
             )),
         }
+    }
+}
+
+/// An attempt's delivery, HTTP status (if any) and outcome.
+type Attempted = (Uuid, Option<u16>, AttemptOutcome);
+
+/// Records outcomes as they come, all those waiting in one transaction.
+async fn record_outcomes(store: Store, mut outcomes: mpsc::UnboundedReceiver<Attempted>) {
+    let mut batch = Vec::new();
+    while outcomes.recv_many(&mut batch, 512).await > 0 {
+        if let Err(err) = store.record_attempts(&batch, UnixMillis::now()).await {
+            // The claims lapse and the deliveries are attempted again: at least once.
+            tracing::warn!(error = %err, count = batch.len(), "recording delivery outcomes failed");
+        }
+        batch.clear();
     }
 }

@@ -574,3 +574,33 @@ async fn without_subscribers_no_event_is_written() {
         .unwrap();
     assert_eq!(row.try_get::<i64>("", "n").unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_hanging_subscriber_does_not_hold_up_the_others() {
+    let hanging = WebhookReceiver::start().await;
+    hanging.set_hanging(true);
+    let healthy = WebhookReceiver::start().await;
+    let app = app_with_subscriber(&hanging, |config| {
+        config.webhooks = vec![authgate::config::WebhookTable {
+            url: healthy.url.as_str().into(),
+            secret: healthy.secret.as_str().into(),
+            events: vec!["*".into()],
+        }];
+    })
+    .await;
+    app.register("first@example.com", PASSWORD).await;
+    hanging.wait_for_attempts(1, Duration::from_secs(3)).await;
+    // The hanging attempt has seconds to run; the next event reaches the other at once.
+    let started = Instant::now();
+    app.register("second@example.com", PASSWORD).await;
+    wait_until(&healthy, |d| {
+        d.iter()
+            .any(|d| d.body["data"]["user"]["email"] == "second@example.com")
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "held up for {:?}",
+        started.elapsed()
+    );
+}
