@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
-use crate::config::{AdminKeysCommand, Cli, Command, Config, ConfigCommand, KeysCommand};
-use crate::domain::admin_keys;
+use crate::config::{
+    AdminKeysCommand, Cli, ClientsCommand, Command, Config, ConfigCommand, KeysCommand,
+};
 use crate::domain::keys::{self, KeyState};
 use crate::domain::{self, UnixMillis, normalize_email};
+use crate::domain::{admin_keys, clients};
 use crate::store::{Store, StoreError};
 use crate::{api, startup};
 
@@ -49,6 +51,38 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 }
                 AdminKeysCommand::Revoke { name } => {
                     admin_keys::revoke_admin_key(&store, &name).await?
+                }
+            }
+            Ok(())
+        }
+        Command::Clients { command } => {
+            let store = open_store(&config).await?;
+            match command {
+                ClientsCommand::Create { name, scopes } => {
+                    let made = clients::create_client(&store, &name, &[scopes], None).await?;
+                    let printed = serde_json::json!({
+                        "client_id": made.info.client_id,
+                        "client_secret": made.client_secret,
+                        "name": made.info.name,
+                        "scopes": made.info.scopes,
+                    });
+                    println!("{printed}");
+                }
+                ClientsCommand::List => {
+                    for client in clients::clients(&store).await? {
+                        println!(
+                            "{}\t{}\t{}\t{}",
+                            client.client_id,
+                            client.name.escape_debug(),
+                            client.scopes.join(" "),
+                            client.created_at.rfc3339()
+                        );
+                    }
+                }
+                ClientsCommand::Delete { client_id } => {
+                    if !clients::delete_client(&store, &client_id, None).await? {
+                        anyhow::bail!("no client has the id {client_id:?}");
+                    }
                 }
             }
             Ok(())

@@ -10,6 +10,7 @@ mod m20261202_000003_account_messages;
 mod m20261202_000004_roles_admin;
 mod m20261202_000005_ended_sessions;
 mod m20261202_000006_event_deliveries;
+mod m20261202_000007_clients;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000004_roles_admin::Migration),
             Box::new(m20261202_000005_ended_sessions::Migration),
             Box::new(m20261202_000006_event_deliveries::Migration),
+            Box::new(m20261202_000007_clients::Migration),
         ]
     }
 }

@@ -19,6 +19,9 @@ use crate::domain::{
 pub(super) enum ApiTags {
     /// Accounts, sessions and tokens.
     Auth,
+    /// OAuth 2.0 for service clients: client credentials and introspection.
+    #[oai(rename = "OAuth")]
+    OAuth,
 }
 
 /// Email and password.

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod failures;
 pub mod health;
+pub mod oauth;
 pub mod problem;
 pub mod recovery;
 pub mod revocations;
@@ -44,6 +45,7 @@ type Apis = (
     recovery::RecoveryApi,
     revocations::RevocationsApi,
     sessions::SessionsApi,
+    oauth::OAuthApi,
     wellknown::WellKnownApi,
     health::HealthApi,
 );
@@ -57,6 +59,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             recovery::RecoveryApi,
             revocations::RevocationsApi,
             sessions::SessionsApi,
+            oauth::OAuthApi,
             wellknown::WellKnownApi,
             health::HealthApi,
         ),

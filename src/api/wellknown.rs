@@ -43,7 +43,9 @@ pub struct Jwks {
 pub struct DiscoveryDocument {
     pub issuer: String,
     pub jwks_uri: String,
+    /// The client-credentials grant (`POST /v1/oauth/token`).
     pub token_endpoint: String,
+    pub introspection_endpoint: String,
     pub revocation_endpoint: String,
     pub userinfo_endpoint: String,
     pub grant_types_supported: Vec<String>,
@@ -51,9 +53,13 @@ pub struct DiscoveryDocument {
     pub subject_types_supported: Vec<String>,
     pub id_token_signing_alg_values_supported: Vec<String>,
     pub token_endpoint_auth_methods_supported: Vec<String>,
+    pub introspection_endpoint_auth_methods_supported: Vec<String>,
     /// The revocation feed: sessions that ended while their tokens may be unexpired.
     pub revocation_feed_endpoint: String,
 }
+
+/// How service clients authenticate at the OAuth endpoints.
+const CLIENT_AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
 
 /// Lets verifiers cache keys briefly: a rotated-in key is published before it signs.
 const KEYS_CACHE_CONTROL: &str = "public, max-age=60";
@@ -114,14 +120,16 @@ impl WellKnownApi {
         DiscoveryResponse::Ok(
             Json(DiscoveryDocument {
                 jwks_uri: format!("{base}/.well-known/jwks.json"),
-                token_endpoint: format!("{base}/v1/auth/login"),
+                token_endpoint: format!("{base}/v1/oauth/token"),
+                introspection_endpoint: format!("{base}/v1/oauth/introspect"),
                 revocation_endpoint: format!("{base}/v1/auth/revoke"),
                 userinfo_endpoint: format!("{base}/v1/auth/me"),
-                grant_types_supported: strings(&["password", "refresh_token"]),
+                grant_types_supported: strings(&["client_credentials"]),
                 response_types_supported: strings(&["token"]),
                 subject_types_supported: strings(&["public"]),
                 id_token_signing_alg_values_supported: strings(&["EdDSA"]),
-                token_endpoint_auth_methods_supported: strings(&["none"]),
+                token_endpoint_auth_methods_supported: strings(&CLIENT_AUTH_METHODS),
+                introspection_endpoint_auth_methods_supported: strings(&CLIENT_AUTH_METHODS),
                 revocation_feed_endpoint: format!("{base}/v1/auth/revocations"),
                 issuer,
             }),

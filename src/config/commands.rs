@@ -16,6 +16,26 @@ pub enum AdminKeysCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Make a service client and print `{client_id, client_secret, name, scopes}` as one
+    /// JSON object (the secret is shown only here).
+    Create {
+        /// What the client is (1 to 64 characters; the actor of what it does).
+        name: String,
+        /// The scopes it may ask for, space-separated (`authgate:admin` opens the admin API).
+        #[arg(long, default_value = "")]
+        scopes: String,
+    },
+    /// Each client's id, name, scopes and creation time (never a secret).
+    List,
+    /// Delete the client with this id: its tokens stop working with authgate at once.
+    Delete {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Migrate the database up, then serve until SIGINT or SIGTERM (the default).
     Serve,
@@ -31,6 +51,11 @@ pub enum Command {
     AdminKeys {
         #[command(subcommand)]
         command: AdminKeysCommand,
+    },
+    /// Manage the service clients of the client-credentials grant.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
     },
     /// Manage the access-token signing keys.
     Keys {

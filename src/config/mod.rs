@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, Parser};
 
-pub use commands::{AdminKeysCommand, Command, ConfigCommand, KeysCommand};
+pub use commands::{AdminKeysCommand, ClientsCommand, Command, ConfigCommand, KeysCommand};
 pub use events::WebhookTable;
 pub use file::ConfigError;
 pub use messages::{DeliverySettings, MessageConfig};
@@ -90,6 +90,11 @@ pub struct Config {
     #[arg(long, env = "AUTHGATE_REFRESH_TTL", value_name = "AUTHGATE_REFRESH_TTL", default_value_t = 1_209_600,
           value_parser = clap::value_parser!(u64).range(1..=31_622_400))]
     pub refresh_ttl: u64,
+
+    /// Lifetime of client-credentials access tokens, seconds.
+    #[arg(long, env = "AUTHGATE_CLIENT_TOKEN_TTL", value_name = "AUTHGATE_CLIENT_TOKEN_TTL", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub client_token_ttl: u64,
 
     /// Absolute session lifetime, seconds; rotation never extends past it.
     #[arg(long, env = "AUTHGATE_SESSION_TTL", value_name = "AUTHGATE_SESSION_TTL", default_value_t = 7_776_000,

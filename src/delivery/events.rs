@@ -2,7 +2,7 @@
 //! and posts each to its subscriber, signed per Standard Webhooks with the subscriber's
 //! secret, at least once. A failed attempt is retried with exponential backoff and
 //! jitter (about 5 s, doubling, at most [`MAX_RETRY_DELAY`] apart) until the delivery
-//! has been tried for [`RETRY_PERIOD`]; then it is marked failed.
+//! has been tried for a day ([`RETRY_PERIOD_SECS`]); then it is marked failed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,16 +14,18 @@ use uuid::Uuid;
 use super::channel::sign_webhook;
 use super::{ATTEMPT_TIMEOUT, LEASE, POLL_INTERVAL, next_attempt};
 use crate::domain::UnixMillis;
-use crate::domain::events::{AttemptOutcome, Event, PendingDelivery, Subscriber};
+use crate::domain::events::{
+    AttemptOutcome, Event, PendingDelivery, RETRY_PERIOD_SECS, Subscriber,
+};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 /// Deliveries claimed at most per query.
 const BATCH: usize = 128;
 /// Attempts under way at once.
-const IN_FLIGHT: usize = 256;
-/// A delivery is retried for at least this long, then marked failed.
-pub const RETRY_PERIOD: Duration = Duration::from_secs(24 * 3600);
+const IN_FLIGHT: usize = 512;
+/// Fewer free slots than this wait for more attempts to finish.
+const MIN_CLAIM: usize = 64;
 /// Retries never wait longer than this between them, so that a subscriber back up
 /// after hours gets its events within this time.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(6 * 3600);
@@ -33,6 +35,8 @@ pub struct EventDeliverer {
     store: Store,
     /// Subscribers by URL, the name their deliveries carry.
     subscribers: HashMap<String, Subscriber>,
+    /// Their URLs, the deliveries this instance claims.
+    urls: Vec<String>,
     client: reqwest::Client,
     metrics: Arc<Metrics>,
     written: Arc<Notify>,
@@ -49,6 +53,7 @@ impl EventDeliverer {
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self {
+            urls: subscribers.iter().map(|s| s.url.clone()).collect(),
             written: store.events_written_signal(),
             store,
             subscribers: subscribers
@@ -71,10 +76,13 @@ impl EventDeliverer {
         let slot_freed = Arc::new(Notify::new());
         let (outcomes, recorded) = mpsc::unbounded_channel();
         let recorder = tokio::spawn(record_outcomes(this.store.clone(), recorded));
+        // The pending count is a gauge for dashboards: once a poll interval is enough.
+        let mut last_counted: Option<std::time::Instant> = None;
         while !*stop.borrow() {
             loop {
+                // Claims of a useful size: a claim is a write, not one per finished attempt.
                 let free = slots.available_permits().min(BATCH);
-                if free == 0 {
+                if free < MIN_CLAIM {
                     break;
                 }
                 match this.claim(free).await {
@@ -103,9 +111,12 @@ impl EventDeliverer {
                     }
                 }
             }
-            match this.store.outbox_pending().await {
-                Ok(pending) => this.metrics.set_outbox_pending(pending),
-                Err(err) => tracing::warn!(error = %err, "counting pending deliveries failed"),
+            if last_counted.is_none_or(|at| at.elapsed() >= POLL_INTERVAL) {
+                last_counted = Some(std::time::Instant::now());
+                match this.store.outbox_pending().await {
+                    Ok(pending) => this.metrics.set_outbox_pending(pending),
+                    Err(err) => tracing::warn!(error = %err, "counting pending deliveries failed"),
+                }
             }
             tokio::select! {
                 () = this.written.notified() => {}
@@ -124,6 +135,7 @@ impl EventDeliverer {
         let now = UnixMillis::now();
         self.store
             .claim_due_deliveries(
+                &self.urls,
                 now,
                 now.plus_secs(LEASE.as_secs()),
                 u32::try_from(limit).unwrap_or(u32::MAX),
@@ -158,8 +170,8 @@ impl EventDeliverer {
 
     /// Retried while the retry period lasts, failed after.
     fn after_failure(&self, delivery: &PendingDelivery, now: UnixMillis) -> AttemptOutcome {
-        let deadline = delivery.created_at.plus_secs(RETRY_PERIOD.as_secs());
-        if now >= deadline || !self.subscribers.contains_key(&delivery.subscriber) {
+        let deadline = delivery.created_at.plus_secs(RETRY_PERIOD_SECS);
+        if now >= deadline {
             return AttemptOutcome::Failed;
         }
         let next = next_attempt(now, delivery.attempts);

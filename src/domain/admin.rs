@@ -27,6 +27,10 @@ pub enum AdminError {
     SessionNotFound,
     #[error("no event delivery has this id")]
     DeliveryNotFound,
+    #[error("no client has this id")]
+    ClientNotFound,
+    #[error("invalid client: {0}")]
+    InvalidClient(String),
     #[error("another account has this email")]
     EmailTaken,
     #[error("invalid email: {0}")]

@@ -10,6 +10,9 @@ use super::admin::{AdminCaller, AdminError, Page};
 use super::types::{Actor, AuditEntry, AuditEvent, UnixMillis};
 use super::{AuthService, Client};
 
+/// A delivery is retried for at least this long after its event, then marked failed.
+pub const RETRY_PERIOD_SECS: u64 = 24 * 3600;
+
 /// The kinds of event a subscriber can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {

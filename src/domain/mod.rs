@@ -56,6 +56,7 @@ macro_rules! password_check_converts {
 pub mod accounts;
 pub mod admin;
 pub mod admin_keys;
+pub mod clients;
 pub mod credentials;
 pub mod events;
 pub mod keys;
@@ -129,6 +130,8 @@ pub struct TokenPolicy {
     pub reuse_grace_secs: u64,
     /// Lifetime of reset tokens (also those an admin hands out).
     pub reset_ttl_secs: u64,
+    /// Lifetime of client-credentials access tokens.
+    pub client_token_ttl_secs: u64,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -244,11 +247,13 @@ pub async fn cleanup(
             break;
         }
     }
-    // Delivered and failed event deliveries stay a week for the admin API to show.
+    // Delivered and failed event deliveries stay a week for the admin API to show, and so
+    // do pending ones of a removed subscriber after their retry period.
     let cutoff = UnixMillis::now().minus_secs(FINISHED_DELIVERY_RETENTION_SECS);
+    let abandoned_before = cutoff.minus_secs(events::RETRY_PERIOD_SECS);
     for _ in 0..1000 {
         let deleted = store
-            .delete_finished_deliveries(cutoff, CLEANUP_BATCH)
+            .delete_finished_deliveries(cutoff, abandoned_before, CLEANUP_BATCH)
             .await?;
         total += deleted;
         if deleted < CLEANUP_BATCH {

@@ -296,6 +296,8 @@ pub enum AuditEvent {
     UserCreated,
     UserUpdated,
     WebhookRetried,
+    ClientCreated,
+    ClientDeleted,
 }
 
 impl AuditEvent {
@@ -321,6 +323,8 @@ impl AuditEvent {
             Self::UserCreated => "user_created",
             Self::UserUpdated => "user_updated",
             Self::WebhookRetried => "webhook_retried",
+            Self::ClientCreated => "client_created",
+            Self::ClientDeleted => "client_deleted",
         }
     }
 }

@@ -122,6 +122,7 @@ impl Application {
             session_ttl_secs: config.session_ttl,
             reuse_grace_secs: config.refresh_reuse_grace,
             reset_ttl_secs: config.messages.reset_token_ttl,
+            client_token_ttl_secs: config.client_token_ttl,
         };
         let throttle = Arc::new(
             Throttle::new(

@@ -59,36 +59,50 @@ pub(super) async fn insert_deliveries(
 }
 
 impl Store {
-    /// Claims up to `limit` due deliveries for one attempt each until `lease_until`;
-    /// rows another instance is claiming are skipped on PostgreSQL, not waited for.
+    /// Claims up to `limit` due deliveries to these subscribers for one attempt each until
+    /// `lease_until`; rows another instance is claiming are skipped on PostgreSQL, not
+    /// waited for. Only the instances that know a subscriber claim its deliveries, so
+    /// instances with an older configuration (a rolling change) leave them to the others.
     pub async fn claim_due_deliveries(
         &self,
+        subscribers: &[String],
         now: UnixMillis,
         lease_until: UnixMillis,
         limit: u32,
     ) -> Result<Vec<PendingDelivery>> {
+        if subscribers.is_empty() {
+            return Ok(Vec::new());
+        }
         let backend = self.db.get_database_backend();
+        let placeholders: Vec<String> = (4..4 + subscribers.len())
+            .map(|n| match backend {
+                DbBackend::Postgres => format!("${n}"),
+                _ => format!("?{n}"),
+            })
+            .collect();
+        let known = placeholders.join(", ");
         let sql = match backend {
-            DbBackend::Postgres => {
+            DbBackend::Postgres => format!(
                 "UPDATE event_deliveries SET claimed_until = $2, attempts = attempts + 1
                   WHERE id IN (SELECT id FROM event_deliveries
                                 WHERE status = 'pending' AND next_attempt_at <= $1 AND claimed_until <= $1
+                                  AND subscriber IN ({known})
                                 ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
                  RETURNING *"
-            }
-            _ => {
+            ),
+            _ => format!(
                 "UPDATE event_deliveries SET claimed_until = ?2, attempts = attempts + 1
                   WHERE id IN (SELECT id FROM event_deliveries
                                 WHERE status = 'pending' AND next_attempt_at <= ?1 AND claimed_until <= ?1
+                                  AND subscriber IN ({known})
                                 ORDER BY next_attempt_at LIMIT ?3)
                  RETURNING *"
-            }
+            ),
         };
-        let statement = Statement::from_sql_and_values(
-            backend,
-            sql,
-            [now.into(), lease_until.into(), i64::from(limit).into()],
-        );
+        let mut values: Vec<sea_orm::Value> =
+            vec![now.into(), lease_until.into(), i64::from(limit).into()];
+        values.extend(subscribers.iter().map(|url| url.as_str().into()));
+        let statement = Statement::from_sql_and_values(backend, sql, values);
         let work = self.begin().await?;
         let rows = work.db().query_all_raw(statement).await?;
         work.commit(None).await?;
@@ -239,15 +253,26 @@ impl Store {
     }
 
     /// Deletes up to `batch` delivered or failed deliveries whose last attempt was
-    /// before `cutoff`.
-    pub async fn delete_finished_deliveries(&self, cutoff: UnixMillis, batch: u64) -> Result<u64> {
-        use sea_orm::sea_query::Query;
+    /// before `cutoff`, and pending ones whose retry period (from `abandoned_before` on)
+    /// ended long ago: no instance knows their subscriber any more.
+    pub async fn delete_finished_deliveries(
+        &self,
+        cutoff: UnixMillis,
+        abandoned_before: UnixMillis,
+        batch: u64,
+    ) -> Result<u64> {
+        use sea_orm::sea_query::{Cond, Query};
         let work = self.begin().await?;
+        let finished = Cond::all()
+            .add(event_deliveries::Column::Status.ne(DeliveryStatus::Pending.as_str()))
+            .add(event_deliveries::Column::LastAttemptAt.lt(cutoff));
+        let abandoned = Cond::all()
+            .add(event_deliveries::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .add(event_deliveries::Column::CreatedAt.lt(abandoned_before));
         let old = Query::select()
             .column(event_deliveries::Column::Id)
             .from(event_deliveries::Entity)
-            .and_where(event_deliveries::Column::Status.ne(DeliveryStatus::Pending.as_str()))
-            .and_where(event_deliveries::Column::LastAttemptAt.lt(cutoff))
+            .cond_where(Cond::any().add(finished).add(abandoned))
             .limit(batch)
             .to_owned();
         let deleted = event_deliveries::Entity::delete_many()

@@ -277,6 +277,28 @@ pub mod event_deliveries {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod clients {
+    use sea_orm::entity::prelude::*;
+
+    /// A service client; its secret stored as SHA-256.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "clients")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub client_id: String,
+        pub secret_hash: Vec<u8>,
+        pub name: String,
+        /// Space-separated.
+        pub scopes: String,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod admin_keys {
     use sea_orm::entity::prelude::*;
 

@@ -8,6 +8,7 @@ mod admin;
 mod admin_keys;
 mod audit;
 mod batch;
+mod clients;
 mod deliveries;
 /// The tables, public for tests that inspect rows; nothing outside the store uses them.
 #[doc(hidden)]
@@ -35,6 +36,7 @@ use crate::domain::events::{Event, EventFilter, EventType, Subscriber};
 use crate::domain::types::{AuditEntry, UnixMillis, User};
 pub use admin::{AuditQuery, UserChange, UserSearch};
 pub use admin_keys::AdminKeyInfo;
+pub use clients::ClientRecord;
 use entities::refresh_tokens::Model as RefreshTokenRow;
 use entities::sessions::Model as SessionRow;
 use entities::signing_keys::Model as SigningKeyRow;

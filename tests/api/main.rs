@@ -12,6 +12,7 @@ mod accounts;
 mod admin;
 mod audit;
 mod cli;
+mod clients;
 mod connections;
 mod delivery;
 mod edges;

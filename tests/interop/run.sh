@@ -29,9 +29,10 @@ die() { echo "interop: $*" >&2; exit 1; }
 # deliberate bump here, not as a surprise red CI.
 mkdir -p "$CACHE"
 PY="$CACHE/venv/bin/python"
-if ! "$PY" -c 'import jwt, cryptography' 2>/dev/null; then
+if ! "$PY" -c 'import jwt, cryptography, authlib, requests' 2>/dev/null; then
   python3 -m venv --clear "$CACHE/venv"
-  "$PY" -m pip install --quiet 'pyjwt[crypto]>=2.8,<3' || die "could not install PyJWT"
+  "$PY" -m pip install --quiet 'pyjwt[crypto]>=2.8,<3' 'authlib>=1.3,<2' 'requests>=2.31,<3' \
+    || die "could not install PyJWT, Authlib and requests"
 fi
 JOSE_DIR="$CACHE/node"
 if [[ ! -f $JOSE_DIR/node_modules/jose/package.json ]]; then
@@ -110,6 +111,13 @@ downstream_check() {
   claims=$(python3 -c 'import base64, json, sys; p = sys.argv[1].split(".")[1]; print(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)).decode())' "$TOKEN")
   python3 -c 'import json, sys; b, c = json.loads(sys.argv[1]), json.loads(sys.argv[2]); assert (b["sub"], b["sid"]) == (c["sub"], c["sid"]), (b, c)' "$body" "$claims" \
     || return 1
+  # A service client, through an off-the-shelf OAuth 2.0 library.
+  local client client_id client_secret authlib
+  client=$(AUTHGATE_DATABASE_URL="$DB_URL" "$BIN" clients create interop-robot --scopes "reports:read") || return 1
+  client_id=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["client_id"])' "$client")
+  client_secret=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["client_secret"])' "$client")
+  authlib=$("$PY" "$HERE/oauth_authlib.py" "$BASE" "$client_id" "$client_secret" "$base") \
+    || { echo "$authlib"; return 1; }
   # Roles and scopes: an analyst reads reports but is no admin; made admin (and no
   # longer analyst) by the admin API, the next token opens /admin and not /reports.
   status() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $1" "$base$2"; }
@@ -132,7 +140,7 @@ downstream_check() {
     ((waited < 40)) || { echo "a token of an ended session still accepted after 4 s"; return 1; }
     sleep 0.1; waited=$((waited + 1))
   done
-  echo "example (GET /hello answered $body; /admin and /reports by role and scope; a logged-out token refused after $((waited * 100)) ms)"
+  echo "example (GET /hello answered $body; /admin and /reports by role and scope; $authlib got client tokens it accepts; a logged-out token refused after $((waited * 100)) ms)"
 }
 # `check` may run its command in a subshell, where DOWNSTREAM_PID does not reach the
 # EXIT trap: the example is stopped here, pass or fail.

@@ -6,7 +6,8 @@
 //! Finds its keys through the discovery document of `AUTHGATE_ISSUER` (default
 //! `http://127.0.0.1:8080`), expects the audience `AUTHGATE_AUDIENCE` (default
 //! `authgate`), listens on `DOWNSTREAM_LISTEN` (default `127.0.0.1:8081`), and serves
-//! `GET /hello` → `{sub, sid}` for a valid access token, `GET /admin` → `{sub, roles}` for
+//! `GET /hello` → `{sub, sid}` for a valid access token (a user's, or a service client's
+//! with `sid` null), `GET /admin` → `{sub, roles}` for
 //! a token with the role `admin`, `GET /reports` → `{sub, scope}` for a token whose scope
 //! includes `reports:read` (403 otherwise), with Swagger UI at `/docs`. Polls authgate's
 //! revocation feed every `DOWNSTREAM_REVOCATION_INTERVAL` seconds (default 5) and refuses
@@ -20,8 +21,8 @@
 
 use std::sync::Arc;
 
-use authgate_verify::Verifier;
-use authgate_verify::poem::{JwtAuth, Role, Scope, WithRole, WithScope};
+use authgate_verify::poem::{AuthFailures, JwtAuth, Role, Scope, WithRole, WithScope};
+use authgate_verify::{Caller, Verifier};
 use poem::listener::TcpListener;
 use poem::{EndpointExt, Route, Server};
 use poem_openapi::payload::Json;
@@ -30,10 +31,10 @@ use poem_openapi::{Object, OpenApi, OpenApiService};
 /// Who called.
 #[derive(Object)]
 struct Hello {
-    /// The user id (the token's `sub`).
+    /// The user id, or the client id of a service client (the token's `sub`).
     sub: String,
-    /// The session id (the token's `sid`).
-    sid: String,
+    /// The session id (the token's `sid`); null for a service client.
+    sid: Option<String>,
 }
 
 /// An administrator.
@@ -65,34 +66,41 @@ struct Api;
 
 #[OpenApi]
 impl Api {
-    /// Greets the holder of a valid authgate access token.
+    /// Greets the holder of a valid authgate access token: a user, or a service client
+    /// (`JwtAuth` alone admits users only, `JwtAuth<ClientClaims>` clients only).
     #[oai(path = "/hello", method = "get")]
-    async fn hello(&self, auth: JwtAuth) -> Json<Hello> {
-        Json(Hello {
-            sub: auth.sub.to_string(),
-            sid: auth.sid.to_string(),
-        })
+    async fn hello(&self, auth: JwtAuth<Caller>) -> Result<Json<Hello>, AuthFailures> {
+        Ok(Json(Hello {
+            sub: auth.subject(),
+            sid: auth.sid().map(|sid| sid.to_string()),
+        }))
     }
 
     /// For tokens with the role `admin` (authgate roles, managed by its admin API).
     #[oai(path = "/admin", method = "get")]
-    async fn admin(&self, auth: WithRole<Admin>) -> Json<AdminHello> {
+    async fn admin(
+        &self,
+        auth: WithRole<Admin>,
+    ) -> Result<Json<AdminHello>, AuthFailures<WithRole<Admin>>> {
         let claims = auth.claims();
-        Json(AdminHello {
+        Ok(Json(AdminHello {
             sub: claims.sub.to_string(),
             roles: claims.roles.clone(),
-        })
+        }))
     }
 
     /// For tokens whose scope includes `reports:read` (scopes come from roles, mapped in
     /// authgate's configuration file).
     #[oai(path = "/reports", method = "get")]
-    async fn reports(&self, auth: WithScope<ReportsRead>) -> Json<Reports> {
+    async fn reports(
+        &self,
+        auth: WithScope<ReportsRead>,
+    ) -> Result<Json<Reports>, AuthFailures<WithScope<ReportsRead>>> {
         let claims = auth.claims();
-        Json(Reports {
+        Ok(Json(Reports {
             sub: claims.sub.to_string(),
             scope: claims.scope.clone().unwrap_or_default(),
-        })
+        }))
     }
 }
 

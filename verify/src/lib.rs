@@ -79,6 +79,67 @@ impl AccessClaims {
     }
 }
 
+/// Claims of a client-credentials token (`authgate`'s `POST /v1/oauth/token`): a
+/// service acting for itself, not a user, so no `sid`. `sub` and `client_id` are both
+/// the client's id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Audience,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: Uuid,
+    pub client_id: String,
+    /// Space-separated scopes, when the client was granted any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl ClientClaims {
+    pub fn has_scope(&self, wanted: &str) -> bool {
+        self.scope
+            .as_deref()
+            .is_some_and(|scopes| scopes.split(' ').any(|scope| scope == wanted))
+    }
+}
+
+/// Whoever a token stands for: a user (with `sid`) or a service client (with
+/// `client_id`). Take `JwtAuth<Caller>` where either may call, `JwtAuth` (users only) or
+/// `JwtAuth<ClientClaims>` (clients only) where one may.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Caller {
+    User(AccessClaims),
+    Client(ClientClaims),
+}
+
+impl Caller {
+    /// The user id, or the client id.
+    pub fn subject(&self) -> String {
+        match self {
+            Self::User(claims) => claims.sub.to_string(),
+            Self::Client(claims) => claims.client_id.clone(),
+        }
+    }
+
+    /// The session of a user token; `None` for a client.
+    pub fn sid(&self) -> Option<Uuid> {
+        match self {
+            Self::User(claims) => Some(claims.sid),
+            Self::Client(_) => None,
+        }
+    }
+
+    pub fn has_scope(&self, wanted: &str) -> bool {
+        match self {
+            Self::User(claims) => claims.has_scope(wanted),
+            Self::Client(claims) => claims.has_scope(wanted),
+        }
+    }
+}
+
 /// The standard claims plus a service's own (`C` is any `Deserialize` type; its fields
 /// are read from the same JSON object).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

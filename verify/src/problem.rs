@@ -35,6 +35,7 @@ pub enum ProblemType {
     InsufficientRole,
     AccountDisabled,
     InvalidRoles,
+    InvalidClientSettings,
     WrongPassword,
     EmailNotVerified,
     InvalidResetToken,
@@ -102,6 +103,11 @@ impl ProblemType {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-roles",
                 "Invalid roles",
+            ),
+            InvalidClientSettings => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-client-settings",
+                "Invalid client name or scopes",
             ),
             WrongPassword => (StatusCode::FORBIDDEN, "wrong-password", "Wrong password"),
             EmailNotVerified => (

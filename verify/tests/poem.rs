@@ -12,7 +12,7 @@ mod support;
 use std::sync::Arc;
 
 use authgate_verify::poem::{
-    Jwt, JwtAuth, RequireRole, RequireScope, Role, Scope, WithRole, WithScope,
+    AuthFailures, Jwt, JwtAuth, RequireRole, RequireScope, Role, Scope, WithRole, WithScope,
 };
 use authgate_verify::{AccessClaims, Claims, JwkSet, Verifier};
 use poem::test::TestClient;
@@ -47,8 +47,8 @@ struct Api;
 #[OpenApi]
 impl Api {
     #[oai(path = "/whoami", method = "get")]
-    async fn whoami(&self, auth: JwtAuth) -> PlainText<String> {
-        PlainText(auth.0.sub.to_string())
+    async fn whoami(&self, auth: JwtAuth) -> Result<PlainText<String>, AuthFailures> {
+        Ok(PlainText(auth.0.sub.to_string()))
     }
 
     #[oai(path = "/tenant", method = "get")]
@@ -57,13 +57,19 @@ impl Api {
     }
 
     #[oai(path = "/admin", method = "get")]
-    async fn admin(&self, auth: WithScope<Admin>) -> PlainText<String> {
-        PlainText(auth.claims().sub.to_string())
+    async fn admin(
+        &self,
+        auth: WithScope<Admin>,
+    ) -> Result<PlainText<String>, AuthFailures<WithScope<Admin>>> {
+        Ok(PlainText(auth.claims().sub.to_string()))
     }
 
     #[oai(path = "/support", method = "get")]
-    async fn support(&self, auth: WithRole<Support>) -> PlainText<String> {
-        PlainText(auth.claims().roles.join(","))
+    async fn support(
+        &self,
+        auth: WithRole<Support>,
+    ) -> Result<PlainText<String>, AuthFailures<WithRole<Support>>> {
+        Ok(PlainText(auth.claims().roles.join(",")))
     }
 
     #[oai(path = "/audit", method = "get")]
@@ -223,6 +229,35 @@ async fn the_spec_declares_the_bearer_security_scheme_on_protected_operations() 
     assert_eq!(
         spec["paths"]["/whoami"]["get"]["security"][0]["AuthgateBearer"],
         json!([])
+    );
+}
+
+#[tokio::test]
+async fn the_spec_lists_the_refusals_and_names_the_scope_or_role_an_operation_demands() {
+    let spec: Value = serde_json::from_str(&OpenApiService::new(Api, "test", "1").spec()).unwrap();
+    let responses = |path: &str| spec["paths"][path]["get"]["responses"].clone();
+    let any_token = responses("/whoami");
+    assert!(
+        any_token["401"]["headers"]["WWW-AUTHENTICATE"].is_object(),
+        "{any_token}"
+    );
+    assert!(
+        any_token["503"]["headers"]["RETRY-AFTER"].is_object(),
+        "{any_token}"
+    );
+    assert!(
+        any_token["403"].is_null(),
+        "any valid token: no 403 ({any_token})"
+    );
+    let scope = responses("/admin")["403"]["description"].clone();
+    assert!(scope.as_str().unwrap().contains("scope `admin`"), "{scope}");
+    let role = responses("/support")["403"]["description"].clone();
+    assert!(role.as_str().unwrap().contains("role `support`"), "{role}");
+    // Generated again, the same text (made once, not once per generation).
+    let again: Value = serde_json::from_str(&OpenApiService::new(Api, "test", "1").spec()).unwrap();
+    assert_eq!(
+        again["paths"]["/admin"]["get"]["responses"]["403"]["description"],
+        scope
     );
 }
 

@@ -3,6 +3,7 @@
 //! as a Bearer token.
 
 mod audit;
+mod clients;
 mod users;
 mod webhooks;
 
@@ -26,9 +27,12 @@ enum AdminTags {
     Audit,
     /// Event webhook deliveries.
     Webhooks,
+    /// Service clients of the client-credentials grant.
+    Clients,
 }
 
-/// An admin key from `authgate admin-keys create`.
+/// An admin key from `authgate admin-keys create`, or a client-credentials token whose
+/// scope includes `authgate:admin`.
 #[derive(SecurityScheme)]
 #[oai(ty = "bearer", checker = "authenticate")]
 pub struct AdminKey(AdminCaller);
@@ -37,10 +41,20 @@ async fn authenticate(req: &poem::Request, bearer: Bearer) -> poem::Result<Admin
     let service = req
         .data::<Arc<AuthService>>()
         .ok_or_else(|| poem::Error::from_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR))?;
-    match service.authenticate_admin(&bearer.token).await {
+    // An admin key is base64url; a client token is a JWT.
+    let caller = match bearer.token.contains('.') {
+        true => service
+            .authenticate_admin_client(&bearer.token)
+            .await
+            .map(|name| name.map(|key_name| AdminCaller { key_name })),
+        false => service.authenticate_admin(&bearer.token).await,
+    };
+    match caller {
         Ok(Some(caller)) => Ok(caller),
         Ok(None) => {
-            let mut response = ProblemType::InvalidToken.response("Unknown or revoked admin key.");
+            let mut response = ProblemType::InvalidToken.response(
+                "Unknown or revoked admin key, or not a client token with scope authgate:admin.",
+            );
             response.headers_mut().insert(
                 poem::http::header::WWW_AUTHENTICATE,
                 poem::http::HeaderValue::from_static(r#"Bearer error="invalid_token""#),
@@ -53,18 +67,28 @@ async fn authenticate(req: &poem::Request, bearer: Bearer) -> poem::Result<Admin
     }
 }
 
-type Apis = (users::UsersApi, audit::AuditApi, webhooks::WebhooksApi);
+type Apis = (
+    users::UsersApi,
+    audit::AuditApi,
+    webhooks::WebhooksApi,
+    clients::ClientsApi,
+);
 
 /// The admin OpenAPI service; constructible without state for `authgate openapi --admin`.
 pub fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (users::UsersApi, audit::AuditApi, webhooks::WebhooksApi),
+        (
+            users::UsersApi,
+            audit::AuditApi,
+            webhooks::WebhooksApi,
+            clients::ClientsApi,
+        ),
         "authgate admin",
         env!("CARGO_PKG_VERSION"),
     )
     .description(
-        "Operators' API of authgate: accounts, their sessions, the audit trail and event deliveries. \
-         Served only on AUTHGATE_ADMIN_LISTEN; every operation takes an admin key.",
+        "Operators' API of authgate: accounts, their sessions, the audit trail, event deliveries and service clients. \
+         Served only on AUTHGATE_ADMIN_LISTEN; every operation takes an admin key or a client token with scope authgate:admin.",
     )
 }
 

@@ -119,13 +119,17 @@ impl From<AdminError> for AdminFailure {
         match &err {
             AdminError::UserNotFound
             | AdminError::SessionNotFound
-            | AdminError::DeliveryNotFound => Self::NotFound(problem(ProblemType::NotFound)),
+            | AdminError::DeliveryNotFound
+            | AdminError::ClientNotFound => Self::NotFound(problem(ProblemType::NotFound)),
             AdminError::EmailTaken => Self::Conflict(problem(ProblemType::EmailTaken)),
             AdminError::InvalidEmail(_) => Self::Unprocessable(problem(ProblemType::InvalidEmail)),
             AdminError::InvalidPassword(_) => {
                 Self::Unprocessable(problem(ProblemType::InvalidPassword))
             }
             AdminError::InvalidRoles(_) => Self::Unprocessable(problem(ProblemType::InvalidRoles)),
+            AdminError::InvalidClient(_) => {
+                Self::Unprocessable(problem(ProblemType::InvalidClientSettings))
+            }
             AdminError::BadParameter(_) => Self::BadRequest(problem(ProblemType::MalformedRequest)),
             AdminError::Overloaded => Self::Overloaded(problem(ProblemType::Overloaded), 1),
             AdminError::Fault(fault) => Self::Internal(Json(internal(fault))),

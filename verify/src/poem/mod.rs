@@ -14,11 +14,12 @@
 
 mod requirements;
 
+use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::Arc;
 
 use poem::http::{StatusCode, header};
-use poem::{FromRequest, Request, RequestBody, Response};
+use poem::{FromRequest, IntoResponse, Request, RequestBody, Response};
 use poem_openapi::registry::{MetaSecurityScheme, Registry};
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use serde::de::DeserializeOwned;
@@ -218,11 +219,47 @@ impl<T> Deref for Jwt<T> {
     }
 }
 
-/// The refusals of the extractors, for an operation's spec: use it as the error type
-/// (`Result<Json<T>, AuthFailures>`) and the operation documents its 401, 403 and 503.
-/// The extractors answer these themselves; an operation never needs to build one.
+/// The refusals of the extractors, for an operation's spec: use it as the error type with
+/// the operation's extractor as its parameter, `Result<Json<T>, AuthFailures<WithScope<
+/// Write>>>` (default: [`JwtAuth`]), and the operation documents its 401, 503 and, when
+/// the extractor demands a scope or role, the 403 naming it. The extractors answer
+/// these themselves; an operation never needs to build one.
+pub struct AuthFailures<E: Demands = JwtAuth>(Refusal, PhantomData<E>);
+
+/// What an extractor demands beyond a valid token, as [`AuthFailures`] documents it.
+pub trait Demands {
+    /// `None` for any valid token; otherwise how the spec names the demand, e.g.
+    /// ``scope `orders:write` ``.
+    fn demands() -> Option<String>;
+}
+
+impl<T> Demands for JwtAuth<T> {
+    fn demands() -> Option<String> {
+        None
+    }
+}
+
+impl<T> Demands for Jwt<T> {
+    fn demands() -> Option<String> {
+        None
+    }
+}
+
+impl<S: ScopeRequirement, T> Demands for WithScope<S, T> {
+    fn demands() -> Option<String> {
+        Some(format!("scope `{}`", S::describe()))
+    }
+}
+
+impl<R: Role, T> Demands for WithRole<R, T> {
+    fn demands() -> Option<String> {
+        Some(format!("role `{}`", R::NAME))
+    }
+}
+
 #[derive(poem_openapi::ApiResponse)]
-pub enum AuthFailures {
+#[allow(dead_code)] // declared for the spec; the extractors answer these themselves
+enum Refusal {
     /// No token, or one that is invalid or expired (`WWW-Authenticate: Bearer …`).
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(
@@ -241,6 +278,58 @@ pub enum AuthFailures {
         poem_openapi::payload::Json<Problem>,
         #[oai(header = "Retry-After")] u64,
     ),
+}
+
+impl<E: Demands> poem_openapi::ApiResponse for AuthFailures<E> {
+    fn meta() -> poem_openapi::registry::MetaResponses {
+        let mut meta = Refusal::meta();
+        match E::demands() {
+            Some(demand) => {
+                for response in &mut meta.responses {
+                    if response.status == Some(403) {
+                        response.description = lasting(format!(
+                            "The token lacks the {demand} this operation demands \
+                             (`WWW-Authenticate: Bearer error=\"insufficient_scope\"`)."
+                        ));
+                    }
+                }
+            }
+            // Any valid token will do: no 403.
+            None => meta
+                .responses
+                .retain(|response| response.status != Some(403)),
+        }
+        meta
+    }
+
+    fn register(registry: &mut Registry) {
+        Refusal::register(registry);
+    }
+}
+
+impl<E: Demands + Send> IntoResponse for AuthFailures<E> {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+impl<E: Demands> From<AuthFailures<E>> for poem::Error {
+    fn from(failures: AuthFailures<E>) -> Self {
+        poem::Error::from(failures.0)
+    }
+}
+
+/// A description that lives as long as the spec needs it (poem-openapi keeps `&'static
+/// str`): made once per distinct text, however often the spec is generated.
+fn lasting(text: String) -> &'static str {
+    static MADE: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&found) = made.iter().find(|&&known| known == text) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(text.into_boxed_str());
+    made.push(leaked);
+    leaked
 }
 
 impl<'a, T: DeserializeOwned + Send> FromRequest<'a> for Jwt<T> {
