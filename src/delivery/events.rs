@@ -67,7 +67,7 @@ impl EventDeliverer {
 
     /// Delivers due events until `stop` turns true, then waits for the attempts under
     /// way and records them, so no delivery is left claimed by a stopped instance.
-    /// Attempts run independently (up to [`IN_FLIGHT`] at once) and their outcomes are
+    /// Attempts run independently (up to 512 at once) and their outcomes are
     /// recorded in batches, so a subscriber that hangs for the full timeout holds up
     /// only its own deliveries.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {

@@ -89,17 +89,16 @@ impl Api {
         }))
     }
 
-    /// For tokens whose scope includes `reports:read` (scopes come from roles, mapped in
-    /// authgate's configuration file).
+    /// For tokens whose scope includes `reports:read`: a user's (scopes come from roles,
+    /// mapped in authgate's configuration file) or a service client's.
     #[oai(path = "/reports", method = "get")]
     async fn reports(
         &self,
-        auth: WithScope<ReportsRead>,
-    ) -> Result<Json<Reports>, AuthFailures<WithScope<ReportsRead>>> {
-        let claims = auth.claims();
+        auth: WithScope<ReportsRead, Caller>,
+    ) -> Result<Json<Reports>, AuthFailures<WithScope<ReportsRead, Caller>>> {
         Ok(Json(Reports {
-            sub: claims.sub.to_string(),
-            scope: claims.scope.clone().unwrap_or_default(),
+            sub: auth.subject(),
+            scope: auth.scope().unwrap_or_default().to_owned(),
         }))
     }
 }

@@ -138,6 +138,14 @@ impl Caller {
             Self::Client(claims) => claims.has_scope(wanted),
         }
     }
+
+    /// The space-separated scopes, if any.
+    pub fn scope(&self) -> Option<&str> {
+        match self {
+            Self::User(claims) => claims.scope.as_deref(),
+            Self::Client(claims) => claims.scope.as_deref(),
+        }
+    }
 }
 
 /// The standard claims plus a service's own (`C` is any `Deserialize` type; its fields
@@ -165,6 +173,53 @@ impl HasAccessClaims for AccessClaims {
 impl<C> HasAccessClaims for Claims<C> {
     fn access_claims(&self) -> &AccessClaims {
         &self.access
+    }
+}
+
+/// What a token grants, for the scope and role checks of every claims type: user tokens
+/// ([`AccessClaims`], [`Claims`]), client tokens ([`ClientClaims`], which hold no roles)
+/// and either ([`Caller`]).
+pub trait Grants {
+    fn has_scope(&self, scope: &str) -> bool;
+    fn has_role(&self, role: &str) -> bool;
+}
+
+impl Grants for AccessClaims {
+    fn has_scope(&self, scope: &str) -> bool {
+        AccessClaims::has_scope(self, scope)
+    }
+    fn has_role(&self, role: &str) -> bool {
+        AccessClaims::has_role(self, role)
+    }
+}
+
+impl<C> Grants for Claims<C> {
+    fn has_scope(&self, scope: &str) -> bool {
+        self.access.has_scope(scope)
+    }
+    fn has_role(&self, role: &str) -> bool {
+        self.access.has_role(role)
+    }
+}
+
+impl Grants for ClientClaims {
+    fn has_scope(&self, scope: &str) -> bool {
+        ClientClaims::has_scope(self, scope)
+    }
+    fn has_role(&self, _role: &str) -> bool {
+        false
+    }
+}
+
+impl Grants for Caller {
+    fn has_scope(&self, scope: &str) -> bool {
+        Caller::has_scope(self, scope)
+    }
+    fn has_role(&self, role: &str) -> bool {
+        match self {
+            Self::User(claims) => claims.has_role(role),
+            Self::Client(_) => false,
+        }
     }
 }
 

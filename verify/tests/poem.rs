@@ -14,7 +14,7 @@ use std::sync::Arc;
 use authgate_verify::poem::{
     AuthFailures, Jwt, JwtAuth, RequireRole, RequireScope, Role, Scope, WithRole, WithScope,
 };
-use authgate_verify::{AccessClaims, Claims, JwkSet, Verifier};
+use authgate_verify::{AccessClaims, Caller, Claims, ClientClaims, JwkSet, Verifier};
 use poem::test::TestClient;
 use poem::{EndpointExt, Route, get, handler};
 use poem_openapi::payload::PlainText;
@@ -70,6 +70,24 @@ impl Api {
         auth: WithRole<Support>,
     ) -> Result<PlainText<String>, AuthFailures<WithRole<Support>>> {
         Ok(PlainText(auth.claims().roles.join(",")))
+    }
+
+    #[oai(path = "/anyone", method = "get")]
+    async fn anyone(&self, auth: JwtAuth<Caller>) -> PlainText<String> {
+        PlainText(match auth.claims() {
+            Caller::User(claims) => format!("user {}", claims.sid),
+            Caller::Client(claims) => format!("client {}", claims.client_id),
+        })
+    }
+
+    #[oai(path = "/services", method = "get")]
+    async fn services(&self, auth: JwtAuth<ClientClaims>) -> PlainText<String> {
+        PlainText(auth.client_id.clone())
+    }
+
+    #[oai(path = "/admin-any", method = "get")]
+    async fn admin_any(&self, auth: WithScope<Admin, Caller>) -> PlainText<String> {
+        PlainText(auth.subject())
     }
 
     #[oai(path = "/audit", method = "get")]
@@ -307,4 +325,51 @@ async fn a_role_requirement_admits_tokens_with_the_role_and_refuses_others_with_
         .send()
         .await;
     problem(response, 403).await;
+}
+
+/// A client-credentials token as authgate makes them: `sub` = `client_id`, no `sid`.
+fn client_token(scope: Option<&str>) -> String {
+    let now = now();
+    let mut claims = json!({
+        "iss": ISSUER, "sub": "cl_robot", "client_id": "cl_robot", "aud": AUDIENCE,
+        "exp": now + 300, "iat": now, "nbf": now, "jti": uuid::Uuid::new_v4(),
+    });
+    if let Some(scope) = scope {
+        claims["scope"] = scope.into();
+    }
+    issuer_token("k1", &claims)
+}
+
+#[tokio::test]
+async fn routes_take_user_tokens_client_tokens_or_either() {
+    let client = TestClient::new(app());
+    let get = |path: &'static str, token: String| {
+        let client = &client;
+        async move {
+            client
+                .get(path)
+                .header("authorization", format!("Bearer {token}"))
+                .send()
+                .await
+        }
+    };
+    let user = token_with(json!({"scope": "admin"}));
+    let robot = client_token(Some("admin"));
+
+    get("/anyone", user.clone()).await.assert_status_is_ok();
+    let answer = get("/anyone", robot.clone()).await;
+    answer.assert_status_is_ok();
+    answer.assert_text("client cl_robot").await;
+    let answer = get("/services", robot.clone()).await;
+    answer.assert_text("cl_robot").await;
+    problem(get("/services", user.clone()).await, 401).await;
+    problem(get("/whoami", robot.clone()).await, 401).await;
+    // Scope requirements hold for either kind.
+    get("/admin-any", robot.clone())
+        .await
+        .assert_text("cl_robot")
+        .await;
+    get("/admin-any", user).await.assert_status_is_ok();
+    let (body, _) = problem(get("/admin-any", client_token(None)).await, 403).await;
+    assert_eq!(body["type"], "urn:authgate:problem:insufficient-scope");
 }

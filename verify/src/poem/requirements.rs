@@ -11,7 +11,7 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use serde::de::DeserializeOwned;
 
 use super::{Rejection, SECURITY_SCHEME, authenticate, register_scheme};
-use crate::{AccessClaims, HasAccessClaims};
+use crate::{AccessClaims, Grants};
 
 /// A scope an operation demands: `struct Write; impl Scope for Write { const NAME: &'static
 /// str = "orders:write"; }`, then `WithScope<Write>`.
@@ -27,13 +27,13 @@ pub trait Role {
 /// What [`WithScope`] checks: a [`Scope`], or [`AllOf`] / [`AnyOf`] a tuple of them.
 pub trait ScopeRequirement {
     /// Whether `claims` meet it.
-    fn is_met_by(claims: &AccessClaims) -> bool;
+    fn is_met_by(claims: &dyn Grants) -> bool;
     /// How a refusal names it: `a` for one scope, `a b` for all of several, `a|b` for any.
     fn describe() -> String;
 }
 
 impl<S: Scope> ScopeRequirement for S {
-    fn is_met_by(claims: &AccessClaims) -> bool {
+    fn is_met_by(claims: &dyn Grants) -> bool {
         claims.has_scope(S::NAME)
     }
 
@@ -51,7 +51,7 @@ pub struct AnyOf<T>(PhantomData<T>);
 macro_rules! tuple_requirements {
     ($($scope:ident),+) => {
         impl<$($scope: Scope),+> ScopeRequirement for AllOf<($($scope,)+)> {
-            fn is_met_by(claims: &AccessClaims) -> bool {
+            fn is_met_by(claims: &dyn Grants) -> bool {
                 true $(&& claims.has_scope($scope::NAME))+
             }
 
@@ -61,7 +61,7 @@ macro_rules! tuple_requirements {
         }
 
         impl<$($scope: Scope),+> ScopeRequirement for AnyOf<($($scope,)+)> {
-            fn is_met_by(claims: &AccessClaims) -> bool {
+            fn is_met_by(claims: &dyn Grants) -> bool {
                 false $(|| claims.has_scope($scope::NAME))+
             }
 
@@ -100,7 +100,7 @@ macro_rules! requirement_extractor {
             }
         }
 
-        impl<'a, R: $bound + Send, T: DeserializeOwned + HasAccessClaims + Send> ApiExtractor<'a>
+        impl<'a, R: $bound + Send, T: DeserializeOwned + Grants + Send> ApiExtractor<'a>
             for $extractor<R, T>
         {
             const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
@@ -121,8 +121,8 @@ macro_rules! requirement_extractor {
                 _param_opts: ExtractParamOptions<Self::ParamType>,
             ) -> poem::Result<Self> {
                 let claims: T = authenticate(req).await?;
-                let check: fn(&AccessClaims) -> Result<(), Rejection> = $check;
-                check(claims.access_claims())?;
+                let check: fn(&dyn Grants) -> Result<(), Rejection> = $check;
+                check(&claims)?;
                 Ok(Self(claims, PhantomData))
             }
         }
@@ -148,14 +148,13 @@ pub trait RequireScope {
     fn require_any_scope(&self, scopes: &[&str]) -> Result<(), Rejection>;
 }
 
-impl<T: HasAccessClaims> RequireScope for T {
+impl<T: Grants + ?Sized> RequireScope for T {
     fn require_scope(&self, scope: &str) -> Result<(), Rejection> {
         self.require_all_scopes(&[scope])
     }
 
     fn require_all_scopes(&self, scopes: &[&str]) -> Result<(), Rejection> {
-        let claims = self.access_claims();
-        if scopes.iter().all(|scope| claims.has_scope(scope)) {
+        if scopes.iter().all(|scope| self.has_scope(scope)) {
             Ok(())
         } else {
             Err(Rejection::InsufficientScope(scopes.join(" ")))
@@ -163,8 +162,7 @@ impl<T: HasAccessClaims> RequireScope for T {
     }
 
     fn require_any_scope(&self, scopes: &[&str]) -> Result<(), Rejection> {
-        let claims = self.access_claims();
-        if scopes.iter().any(|scope| claims.has_scope(scope)) {
+        if scopes.iter().any(|scope| self.has_scope(scope)) {
             Ok(())
         } else {
             Err(Rejection::InsufficientScope(scopes.join("|")))
@@ -177,9 +175,9 @@ pub trait RequireRole {
     fn require_role(&self, role: &str) -> Result<(), Rejection>;
 }
 
-impl<T: HasAccessClaims> RequireRole for T {
+impl<T: Grants + ?Sized> RequireRole for T {
     fn require_role(&self, role: &str) -> Result<(), Rejection> {
-        if self.access_claims().has_role(role) {
+        if self.has_role(role) {
             Ok(())
         } else {
             Err(Rejection::InsufficientRole(role.to_owned()))
