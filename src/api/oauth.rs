@@ -117,7 +117,7 @@ fn error_body(error: &str, description: impl Into<String>) -> Json<OAuthErrorBod
 }
 
 #[derive(ApiResponse)]
-#[oai(bad_request_handler = "token_bad_request")]
+#[oai(bad_request_handler = "TokenResponse::unparsable")]
 pub enum TokenResponse {
     #[oai(status = 200)]
     Ok(
@@ -143,7 +143,7 @@ pub enum TokenResponse {
 }
 
 #[derive(ApiResponse)]
-#[oai(bad_request_handler = "introspection_bad_request")]
+#[oai(bad_request_handler = "IntrospectionResponse::unparsable")]
 pub enum IntrospectionResponse {
     #[oai(status = 200)]
     Ok(
@@ -167,19 +167,54 @@ pub enum IntrospectionResponse {
     Internal(Json<OAuthErrorBody>),
 }
 
-/// A body that is not a form of the right fields (JSON, a field given twice, …).
-fn token_bad_request(err: poem::Error) -> TokenResponse {
-    TokenResponse::BadRequest(
-        error_body("invalid_request", unparsable(&err)),
-        NO_STORE.to_owned(),
-    )
+/// The answers both OAuth endpoints share.
+trait Refusals: Sized {
+    fn bad_request(body: Json<OAuthErrorBody>) -> Self;
+    fn unauthorized(body: Json<OAuthErrorBody>) -> Self;
+    fn internal(body: Json<OAuthErrorBody>) -> Self;
+
+    /// How each failure is answered (RFC 6749 §5.2).
+    fn refuse(err: &OAuthError) -> Self {
+        let body = |code: &str| error_body(code, err.to_string());
+        match err {
+            OAuthError::InvalidRequest(_) => Self::bad_request(body("invalid_request")),
+            OAuthError::UnsupportedGrantType => Self::bad_request(body("unsupported_grant_type")),
+            OAuthError::InvalidScope => Self::bad_request(body("invalid_scope")),
+            OAuthError::InvalidClient => Self::unauthorized(body("invalid_client")),
+            OAuthError::Fault(fault) => {
+                Self::internal(error_body("server_error", internal(fault).detail))
+            }
+        }
+    }
+
+    /// A body that is not a form of the right fields (JSON, a field given twice, …).
+    fn unparsable(err: poem::Error) -> Self {
+        Self::bad_request(error_body("invalid_request", unparsable(&err)))
+    }
 }
 
-fn introspection_bad_request(err: poem::Error) -> IntrospectionResponse {
-    IntrospectionResponse::BadRequest(
-        error_body("invalid_request", unparsable(&err)),
-        NO_STORE.to_owned(),
-    )
+impl Refusals for TokenResponse {
+    fn bad_request(body: Json<OAuthErrorBody>) -> Self {
+        Self::BadRequest(body, NO_STORE.to_owned())
+    }
+    fn unauthorized(body: Json<OAuthErrorBody>) -> Self {
+        Self::Unauthorized(body, BASIC_CHALLENGE.to_owned())
+    }
+    fn internal(body: Json<OAuthErrorBody>) -> Self {
+        Self::Internal(body)
+    }
+}
+
+impl Refusals for IntrospectionResponse {
+    fn bad_request(body: Json<OAuthErrorBody>) -> Self {
+        Self::BadRequest(body, NO_STORE.to_owned())
+    }
+    fn unauthorized(body: Json<OAuthErrorBody>) -> Self {
+        Self::Unauthorized(body, BASIC_CHALLENGE.to_owned())
+    }
+    fn internal(body: Json<OAuthErrorBody>) -> Self {
+        Self::Internal(body)
+    }
 }
 
 fn unparsable(err: &poem::Error) -> String {
@@ -238,17 +273,6 @@ fn credentials(
     }
 }
 
-/// How each failure is answered: (status 400 or 401 or 500, error code, description).
-fn answer(err: &OAuthError) -> (u16, &'static str, String) {
-    match err {
-        OAuthError::InvalidRequest(_) => (400, "invalid_request", err.to_string()),
-        OAuthError::UnsupportedGrantType => (400, "unsupported_grant_type", err.to_string()),
-        OAuthError::InvalidScope => (400, "invalid_scope", err.to_string()),
-        OAuthError::InvalidClient => (401, "invalid_client", err.to_string()),
-        OAuthError::Fault(fault) => (500, "server_error", internal(fault).detail),
-    }
-}
-
 pub struct OAuthApi;
 
 #[OpenApi(prefix_path = "/v1/oauth", tag = "ApiTags::OAuth")]
@@ -291,15 +315,7 @@ impl OAuthApi {
                 NO_STORE.to_owned(),
                 "no-cache".to_owned(),
             ),
-            Err(err) => match answer(&err) {
-                (401, code, text) => {
-                    TokenResponse::Unauthorized(error_body(code, text), BASIC_CHALLENGE.into())
-                }
-                (500, code, text) => TokenResponse::Internal(error_body(code, text)),
-                (_, code, text) => {
-                    TokenResponse::BadRequest(error_body(code, text), NO_STORE.to_owned())
-                }
-            },
+            Err(err) => TokenResponse::refuse(&err),
         }
     }
 
@@ -328,16 +344,7 @@ impl OAuthApi {
         .await;
         match outcome {
             Ok(found) => IntrospectionResponse::Ok(Json(found.into()), NO_STORE.to_owned()),
-            Err(err) => match answer(&err) {
-                (401, code, text) => IntrospectionResponse::Unauthorized(
-                    error_body(code, text),
-                    BASIC_CHALLENGE.into(),
-                ),
-                (500, code, text) => IntrospectionResponse::Internal(error_body(code, text)),
-                (_, code, text) => {
-                    IntrospectionResponse::BadRequest(error_body(code, text), NO_STORE.to_owned())
-                }
-            },
+            Err(err) => IntrospectionResponse::refuse(&err),
         }
     }
 }

@@ -61,11 +61,9 @@ impl Store {
     }
 
     /// Read at every request, so a deleted client is refused on every instance at once.
+    /// Concurrent lookups share one query.
     pub async fn find_client(&self, client_id: &str) -> Result<Option<ClientRecord>> {
-        Ok(clients::Entity::find_by_id(client_id.to_owned())
-            .one(&self.db)
-            .await?
-            .map(ClientRecord::from))
+        Ok(self.client_lookups.submit(client_id.to_owned()).await?)
     }
 
     /// Deletes a client; false if there was none.
@@ -83,4 +81,25 @@ impl Store {
         work.commit(audit.filter(|_| deleted == 1)).await?;
         Ok(deleted == 1)
     }
+}
+
+/// One answer per id, one statement for the whole batch.
+pub(super) async fn clients_by_id(
+    db: &sea_orm::DatabaseConnection,
+    ids: &[String],
+) -> Result<Vec<Option<ClientRecord>>, sea_orm::DbErr> {
+    let found = clients::Entity::find()
+        .filter(clients::Column::ClientId.is_in(ids.iter().cloned()))
+        .all(db)
+        .await?;
+    Ok(ids
+        .iter()
+        .map(|id| {
+            found
+                .iter()
+                .find(|row| row.client_id == *id)
+                .cloned()
+                .map(ClientRecord::from)
+        })
+        .collect())
 }

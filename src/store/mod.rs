@@ -150,6 +150,8 @@ pub struct Store {
     db: DatabaseConnection,
     /// Concurrent [`Store::live_session_user`] lookups, answered by one query per batch.
     session_users: Arc<Batcher<SessionUserQuery, Option<User>>>,
+    /// Concurrent [`Store::find_client`] lookups, likewise.
+    client_lookups: Arc<Batcher<String, Option<ClientRecord>>>,
     /// SQLite takes one writer at a time; queueing writers here, in order, avoids its
     /// busy-wait back-off (which gave refresh a p99 of ~900 ms under load).
     sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
@@ -182,9 +184,15 @@ impl Store {
             let db = lookup_db.clone();
             async move { live_session_users(&db, &queries).await }
         });
+        let clients_db = db.clone();
+        let client_lookups = Batcher::new(64, move |ids: Vec<String>| {
+            let db = clients_db.clone();
+            async move { clients::clients_by_id(&db, &ids).await }
+        });
         Ok(Self {
             db,
             session_users,
+            client_lookups,
             sqlite_writer,
             sqlite_rotations,
             event_routes: Arc::from([]),

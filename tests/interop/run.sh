@@ -49,7 +49,12 @@ export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1
 
 APORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 ADMIN="http://127.0.0.1:$APORT"
-DB_URL="sqlite://$WORK/interop.db?mode=rwc"
+# INTEROP_DATABASE_URL: an empty PostgreSQL database to run against instead.
+DB_URL=${INTEROP_DATABASE_URL:-"sqlite://$WORK/interop.db?mode=rwc"}
+if [[ $DB_URL == postgres* ]]; then
+  openssl rand -base64 32 >"$WORK/master.key"
+  export AUTHGATE_MASTER_KEY_FILE="$WORK/master.key"
+fi
 # Accounts start as analysts, whose scope includes reports:read.
 printf '[roles.analyst]\nscopes = ["reports:read"]\n' >"$WORK/roles.toml"
 
