@@ -124,5 +124,31 @@ mod tests {
         std::fs::write(&path, "access_ttl = \"soon\"\n").unwrap();
         let err = Cli::parse_with_file(["authgate", "--config", file]).unwrap_err();
         assert!(err.to_string().contains("AUTHGATE_ACCESS_TTL"), "{err}");
+        std::fs::write(
+            &path,
+            "[[webhooks]]\nurl = \"http://127.0.0.1:9000/all\"\nsecret = \"whsec_AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMD\"\nevents = [\"*\"]\n\n\
+             [[webhooks]]\nurl = \"http://127.0.0.1:9000/sessions\"\nsecret = \"whsec_AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMD\"\nevents = [\"session.ended\"]\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_with_file(["authgate", "--config", file]).unwrap();
+        let subscribers = cli.config.event_subscribers().unwrap();
+        assert_eq!(subscribers.len(), 2);
+        assert_eq!(
+            subscribers[1].url.as_str(),
+            "http://127.0.0.1:9000/sessions"
+        );
+        assert!(
+            subscribers[1]
+                .filter
+                .wants(crate::domain::events::EventType::SessionEnded)
+        );
+        assert!(
+            !subscribers[1]
+                .filter
+                .wants(crate::domain::events::EventType::UserCreated)
+        );
+        std::fs::write(&path, "[[webhooks]]\nurl = \"http://127.0.0.1:9000/all\"\n").unwrap();
+        let err = Cli::parse_with_file(["authgate", "--config", file]).unwrap_err();
+        assert!(err.to_string().contains("[[webhooks]]"), "{err}");
     }
 }

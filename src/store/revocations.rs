@@ -11,20 +11,20 @@ use super::entities::{ended_sessions, sessions};
 use super::{Result, Store};
 use crate::domain::types::UnixMillis;
 
-/// At most this many entries per answer (a mass logout beyond it is answered in turns:
-/// the cursor then starts at the last one given).
-pub const FEED_LIMIT: u64 = 100_000;
-
 impl Store {
-    /// Sessions that ended at or after `since`, oldest first.
-    pub async fn ended_sessions_since(&self, since: UnixMillis) -> Result<Vec<(Uuid, UnixMillis)>> {
+    /// The first `limit` sessions that ended at or after `since`, oldest first.
+    pub async fn ended_sessions_since(
+        &self,
+        since: UnixMillis,
+        limit: u64,
+    ) -> Result<Vec<(Uuid, UnixMillis)>> {
         let revoked: Vec<(Uuid, Option<i64>)> = sessions::Entity::find()
             .select_only()
             .column(sessions::Column::Id)
             .column(sessions::Column::RevokedAt)
             .filter(sessions::Column::RevokedAt.gte(since))
             .order_by_asc(sessions::Column::RevokedAt)
-            .limit(FEED_LIMIT)
+            .limit(limit)
             .into_tuple()
             .all(&self.db)
             .await?;
@@ -34,7 +34,7 @@ impl Store {
             .column(ended_sessions::Column::EndedAt)
             .filter(ended_sessions::Column::EndedAt.gte(since))
             .order_by_asc(ended_sessions::Column::EndedAt)
-            .limit(FEED_LIMIT)
+            .limit(limit)
             .into_tuple()
             .all(&self.db)
             .await?;
@@ -48,6 +48,7 @@ impl Store {
             )
             .collect();
         ended.sort_by_key(|&(_, at)| at);
+        ended.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(ended)
     }
 }

@@ -287,6 +287,66 @@ async fn introspection_says_which_tokens_are_live() {
 }
 
 #[tokio::test]
+async fn tokens_of_disabled_or_deleted_accounts_and_expired_ones_are_inactive() {
+    let (app, key) = admin_app(|config| config.access_ttl = 1).await;
+    let gateway = new_client(&app, "gateway", "").await;
+    let gateway = (gateway.0.as_str(), gateway.1.as_str());
+    let mut accounts = Vec::new();
+    for _ in 0..3 {
+        let (_, pair) = app.signed_in_user().await;
+        let access = str_field(&pair, "access_token");
+        let refresh = str_field(&pair, "refresh_token");
+        let user_id = str_field(&jwt_part(&access, 1), "sub");
+        assert_eq!(introspect(&app, gateway, &access).await["active"], true);
+        assert_eq!(introspect(&app, gateway, &refresh).await["active"], true);
+        accounts.push((user_id, access, refresh));
+    }
+    let [disabled, deleted, expiring] = <[_; 3]>::try_from(accounts).unwrap();
+
+    let answer = admin(
+        &app,
+        &key,
+        Method::PATCH,
+        &format!("/admin/v1/users/{}", disabled.0),
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let answer = admin(
+        &app,
+        &key,
+        Method::DELETE,
+        &format!("/admin/v1/users/{}", deleted.0),
+        None,
+    )
+    .await;
+    assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+    for (_, access, refresh) in [&disabled, &deleted] {
+        assert_eq!(
+            introspect(&app, gateway, access).await,
+            json!({"active": false})
+        );
+        assert_eq!(
+            introspect(&app, gateway, refresh).await,
+            json!({"active": false})
+        );
+    }
+
+    // One second of lifetime plus the verifier's leeway for clock skew.
+    tokio::time::sleep(std::time::Duration::from_millis(7_100)).await;
+    assert_eq!(
+        introspect(&app, gateway, &expiring.1).await,
+        json!({"active": false}),
+        "an expired access token"
+    );
+    assert_eq!(
+        introspect(&app, gateway, &expiring.2).await["active"],
+        true,
+        "its refresh token lives on"
+    );
+}
+
+#[tokio::test]
 async fn tokens_signed_by_a_revoked_key_are_inactive() {
     let (app, _) = admin_app(|config| config.key_reload_interval = 1).await;
     let gateway = new_client(&app, "gateway", "").await;

@@ -381,26 +381,33 @@ async fn each_subscriber_gets_the_event_types_it_asked_for() {
 #[tokio::test]
 async fn a_failing_subscriber_is_retried_with_the_same_id_and_a_hanging_one_times_out() {
     let receiver = WebhookReceiver::start().await;
-    receiver.fail_next(1);
+    // Down for a while: two attempts answered 500, the third 200.
+    receiver.fail_next(2);
     let app = app_with_subscriber(&receiver, |_| {}).await;
     app.register("retried@example.com", PASSWORD).await;
-    let delivered = receiver.wait_for(1, Duration::from_secs(15)).await;
+    let delivered = receiver.wait_for(1, Duration::from_secs(30)).await;
     let attempts = receiver.attempts();
-    assert_eq!(attempts.len(), 2, "{attempts:?}");
-    assert_eq!(
-        attempts[0].0, attempts[1].0,
-        "webhook-id changed between attempts"
+    assert_eq!(attempts.len(), 3, "{attempts:?}");
+    assert!(
+        attempts.iter().all(|(id, _)| *id == attempts[0].0),
+        "webhook-id changed between attempts: {attempts:?}"
     );
     assert_eq!(delivered[0].id, attempts[0].0);
-    let waited = attempts[1].1 - attempts[0].1;
+    // About 5 s, then about 10 s (±20 % jitter).
+    let first_wait = attempts[1].1 - attempts[0].1;
+    let second_wait = attempts[2].1 - attempts[1].1;
     assert!(
-        (Duration::from_millis(3500)..Duration::from_millis(9000)).contains(&waited),
-        "retried after {waited:?}"
+        (Duration::from_millis(3500)..Duration::from_millis(9000)).contains(&first_wait),
+        "first retry after {first_wait:?}"
+    );
+    assert!(
+        (Duration::from_millis(7500)..Duration::from_millis(13_000)).contains(&second_wait),
+        "second retry after {second_wait:?}"
     );
     assert!(
         app.metrics()
             .await
-            .contains(r#"authgate_webhook_deliveries_total{outcome="retrying"} 1"#)
+            .contains(r#"authgate_webhook_deliveries_total{outcome="retrying"} 2"#)
     );
 
     receiver.set_hanging(true);

@@ -25,7 +25,7 @@ mod verifier;
 pub use jsonwebtoken::Algorithm;
 pub use jsonwebtoken::jwk::{Jwk, JwkSet};
 pub use jwks::JwksOptions;
-pub use verifier::{InitError, Verifier, VerifierBuilder};
+pub use verifier::{DEFAULT_REVOCATION_INTERVAL, InitError, Verifier, VerifierBuilder};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -144,6 +144,14 @@ impl Caller {
         match self {
             Self::User(claims) => claims.scope.as_deref(),
             Self::Client(claims) => claims.scope.as_deref(),
+        }
+    }
+
+    /// A user's roles; a client has none.
+    pub fn roles(&self) -> &[String] {
+        match self {
+            Self::User(claims) => &claims.roles,
+            Self::Client(_) => &[],
         }
     }
 }

@@ -173,6 +173,9 @@ fn validations(
     validations
 }
 
+/// How often [`VerifierBuilder::revocation_feed`] polls when given no interval.
+pub const DEFAULT_REVOCATION_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Builds a [`Verifier`]; see [`Verifier::builder`].
 pub struct VerifierBuilder {
     issuer: String,
@@ -189,13 +192,14 @@ pub struct VerifierBuilder {
 
 impl VerifierBuilder {
     /// Also poll the issuer's revocation feed (`{issuer}/v1/auth/revocations`) every
-    /// `interval` (authgate's default advice: 10 s) in the background, and refuse tokens
-    /// of the sessions it lists (`VerifyError::SessionEnded`, a 401 `invalid_token`), so a
-    /// logout reaches this service within about `interval` while it still verifies
-    /// offline. A failed poll keeps the last good list and logs a warning. The feed URL
-    /// follows the rules of [`jwks_url`](Self::jwks_url). Needs a tokio runtime.
-    pub fn revocation_feed(mut self, interval: Duration) -> Self {
-        self.revocation_interval = Some(interval);
+    /// `interval` (`None`: [`DEFAULT_REVOCATION_INTERVAL`], 10 s) in the background, and
+    /// refuse tokens of the sessions it lists (`VerifyError::SessionEnded`, a 401
+    /// `invalid_token`), so a logout reaches this service within about `interval` while it
+    /// still verifies offline. A failed poll keeps the last good list and logs a warning.
+    /// The feed URL follows the rules of [`jwks_url`](Self::jwks_url). Needs a tokio
+    /// runtime.
+    pub fn revocation_feed(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.revocation_interval = Some(interval.into().unwrap_or(DEFAULT_REVOCATION_INTERVAL));
         self
     }
 
