@@ -9,7 +9,9 @@
 #    EVENTS / (last arrival - first arrival).
 # 2. What the outbox costs login and refresh: authgate without a subscriber, then with
 #    one (the sink receiving every event, so the deliverer runs on authgate's core too),
-#    interleaved three times, 5 s each, 32 connections; authgate on CPU 0, wrk on CPU 1.
+#    interleaved three times, 5 s (login) and 2 s (refresh) each, 32 connections;
+#    authgate on CPU 0, wrk on CPU 1. Refresh writes no event: its run starts once the
+#    events of the logins that made its tokens are delivered.
 #    Argon2 at 1 MiB / 1 iteration, so the extra insert weighs as much as it can.
 set -euo pipefail
 
@@ -56,6 +58,14 @@ start() { # start VAR=VALUE...: authgate on CPU 0 with these settings
   done
 }
 stop() { kill -TERM "$AUTHGATE_PID"; wait "$AUTHGATE_PID" || true; }
+wait_until_delivered() { # the outbox gauge (refreshed each second) at 0, or 30 s
+  local tries=0
+  sleep 1.2
+  until curl -sf "$BASE/metrics" | grep -qx 'authgate_outbox_pending 0'; do
+    ((tries++ < 60)) || { log "outbox not drained after 30 s"; return; }
+    sleep 0.5
+  done
+}
 
 bench_backend() { # bench_backend NAME URL
   local name=$1 url=$2 sink_port hook received seconds
@@ -109,7 +119,10 @@ db.commit()' "${url#sqlite://}" ;;
       line=$(BENCH_EMAIL="bench-$name@example.com" BENCH_PASSWORD="$PASSWORD" taskset -c 1 timeout 60 \
         wrk -t1 -c32 -d5s --latency -s "$BENCH/login.lua" "$BASE/v1/auth/login" | grep '^BENCH')
       echo "$name login $mode $run $(rate "$line") $(field status_errors "$line")" >>"$WORK/rates.txt"
-      taskset -c 1 python3 "$BENCH/client.py" refresh-tokens "$BASE" "bench-$name@example.com" "$PASSWORD" 4000 "$WORK/tokens" >/dev/null
+      # Enough tokens for 2 s at the fastest rate seen (a spent one answers 401, fast);
+      # the logins that made them are delivered before refresh is timed.
+      taskset -c 1 python3 "$BENCH/client.py" refresh-tokens "$BASE" "bench-$name@example.com" "$PASSWORD" 7000 "$WORK/tokens" >/dev/null
+      if [[ $mode == on ]]; then wait_until_delivered; else sleep 1.2; fi
       line=$(BENCH_TOKENS="$WORK/tokens" taskset -c 1 timeout 60 \
         wrk -t1 -c32 -d2s --latency -s "$BENCH/refresh.lua" "$BASE/v1/auth/refresh" | grep '^BENCH')
       echo "$name refresh $mode $run $(rate "$line") $(field status_errors "$line")" >>"$WORK/rates.txt"

@@ -12,7 +12,8 @@ mod support;
 use std::sync::Arc;
 
 use authgate_verify::poem::{
-    AuthFailures, Jwt, JwtAuth, RequireRole, RequireScope, Role, Scope, WithRole, WithScope,
+    AllOf, AnyOf, AuthFailures, Jwt, JwtAuth, RequireRole, RequireScope, Role, Scope, WithRole,
+    WithScope,
 };
 use authgate_verify::{AccessClaims, Caller, Claims, ClientClaims, JwkSet, Verifier};
 use poem::test::TestClient;
@@ -25,6 +26,16 @@ use support::*;
 struct Admin;
 impl Scope for Admin {
     const NAME: &'static str = "admin";
+}
+
+struct Read;
+impl Scope for Read {
+    const NAME: &'static str = "read";
+}
+
+struct Write;
+impl Scope for Write {
+    const NAME: &'static str = "write";
 }
 
 struct Support;
@@ -90,6 +101,16 @@ impl Api {
         PlainText(auth.subject())
     }
 
+    #[oai(path = "/read-and-write", method = "get")]
+    async fn read_and_write(&self, _auth: WithScope<AllOf<(Read, Write)>>) -> PlainText<String> {
+        PlainText("both".into())
+    }
+
+    #[oai(path = "/write-or-admin", method = "get")]
+    async fn write_or_admin(&self, _auth: WithScope<AnyOf<(Write, Admin)>>) -> PlainText<String> {
+        PlainText("either".into())
+    }
+
     #[oai(path = "/audit", method = "get")]
     async fn audit(&self, _auth: WithRole<Auditor>) -> PlainText<String> {
         PlainText("audited".into())
@@ -108,6 +129,19 @@ fn plain(Jwt(claims): Jwt<AccessClaims>) -> poem::Result<String> {
     Ok(claims.sid.to_string())
 }
 
+/// Scopes named at run time, e.g. from the path: `tenant:<name>:read` and `…:write`.
+#[handler]
+fn plain_tenant(
+    Jwt(claims): Jwt<AccessClaims>,
+    poem::web::Path(tenant): poem::web::Path<String>,
+) -> poem::Result<String> {
+    let read = format!("tenant:{tenant}:read");
+    let write = format!("tenant:{tenant}:write");
+    claims.require_any_scope(&[&read, &write])?;
+    claims.require_all_scopes(&[&read])?;
+    Ok(tenant)
+}
+
 fn app() -> impl poem::Endpoint {
     let verifier = Verifier::new(ISSUER, AUDIENCE);
     let jwks: JwkSet = serde_json::from_value(json!({"keys": [jwk("k1", ISSUER_X)]})).unwrap();
@@ -116,6 +150,7 @@ fn app() -> impl poem::Endpoint {
         .nest("/", OpenApiService::new(Api, "test", "1"))
         .at("/plain", get(plain))
         .at("/plain-role", get(plain_role))
+        .at("/tenants/:tenant", get(plain_tenant))
         .data(Arc::new(verifier))
 }
 
@@ -234,6 +269,45 @@ async fn a_missing_scope_gets_403_insufficient_scope() {
             .send()
             .await;
         response.assert_status_is_ok();
+    }
+}
+
+#[tokio::test]
+async fn all_of_any_of_and_run_time_scopes_admit_exactly_the_tokens_that_meet_them() {
+    let client = TestClient::new(app());
+    let cases: [(&str, &str, u16); 12] = [
+        ("/read-and-write", "read write", 200),
+        ("/read-and-write", "write read other", 200),
+        ("/read-and-write", "read", 403),
+        ("/read-and-write", "", 403),
+        ("/write-or-admin", "write", 200),
+        ("/write-or-admin", "admin", 200),
+        ("/write-or-admin", "read", 403),
+        ("/write-or-admin", "writer", 403),
+        ("/tenants/acme", "tenant:acme:read", 200),
+        ("/tenants/acme", "tenant:acme:write", 403),
+        ("/tenants/acme", "tenant:other:read", 403),
+        ("/tenants/other", "tenant:other:read", 200),
+    ];
+    for (path, scope, status) in cases {
+        let response = client
+            .get(path)
+            .header(
+                "authorization",
+                format!("Bearer {}", token_with(json!({"scope": scope}))),
+            )
+            .send()
+            .await;
+        if status == 200 {
+            response.assert_status_is_ok();
+            continue;
+        }
+        let (body, challenge) = problem(response, status).await;
+        assert!(
+            challenge.starts_with(r#"Bearer error="insufficient_scope""#),
+            "{path} with {scope:?}: {challenge}"
+        );
+        assert_eq!(body["type"], "urn:authgate:problem:insufficient-scope");
     }
 }
 
