@@ -103,8 +103,16 @@ fn verifier_with_feed(count: usize) -> (String, Verifier) {
         .parse::<uuid::Uuid>()
         .unwrap();
     let feed = json!({"revoked": revoked, "cursor": "c"});
+    // The whole list first, then (with `after`) only what is new: nothing, as authgate
+    // answers when no session ended since.
     #[handler]
-    fn revocations(feed: poem::web::Data<&serde_json::Value>) -> Json<serde_json::Value> {
+    fn revocations(
+        feed: poem::web::Data<&serde_json::Value>,
+        query: poem::web::Query<std::collections::HashMap<String, String>>,
+    ) -> Json<serde_json::Value> {
+        if query.contains_key("after") {
+            return Json(json!({"revoked": [], "cursor": "c"}));
+        }
         Json(feed.0.clone())
     }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

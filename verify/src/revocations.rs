@@ -31,6 +31,11 @@ impl RevokedSessions {
     }
 
     fn add(&self, sids: impl IntoIterator<Item = Uuid>) {
+        let mut sids = sids.into_iter().peekable();
+        // Most polls bring nothing new: then verifications never wait for a write lock.
+        if sids.peek().is_none() {
+            return;
+        }
         let now = Instant::now();
         let mut sessions = self.sessions.write().unwrap_or_else(|e| e.into_inner());
         for sid in sids {
