@@ -4,6 +4,10 @@
 #
 #   bash bench/run.sh            # 3 runs of 10 s per figure, the median is reported
 #   bash bench/run.sh --quick    # 1 run of 3 s per figure (a smoke test, noisy)
+#   bash bench/run.sh --accounts 1000000
+#                                # /me and refresh only, against databases first filled
+#                                # with that many accounts, live sessions and refresh
+#                                # tokens (2 per session, half spent) by bench/populate.py
 #
 # Servers run on CPU 0 and wrk on CPU 1, so the load generator never steals cycles from
 # the server it measures and every server gets exactly one core.
@@ -11,11 +15,15 @@ set -euo pipefail
 
 RUNS=3
 DURATION=10
-case "${1:-}" in
-  --quick) RUNS=1; DURATION=3 ;;
-  "") ;;
-  *) echo "usage: bash bench/run.sh [--quick]" >&2; exit 2 ;;
-esac
+ACCOUNTS=0
+while (($#)); do
+  case "$1" in
+    --quick) RUNS=1; DURATION=3 ;;
+    --accounts) ACCOUNTS=${2:?--accounts needs a number}; shift ;;
+    *) echo "usage: bash bench/run.sh [--quick] [--accounts N]" >&2; exit 2 ;;
+  esac
+  shift
+done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
@@ -332,6 +340,15 @@ unknown_login_ms() { client argon2-ms "$BASE" "nobody-$RANDOM@example.com"; }
 bench_backend() {
   local name=$1 url=$2
   log "== $name"
+  if ((ACCOUNTS > 0)); then
+    mapfile -t vars < <(authgate_env "$url" 0)
+    env "${vars[@]}" "$AUTHGATE" migrate >>"$WORK/authgate.log" 2>&1
+    log "$(python3 "$BENCH/populate.py" "$url" "$ACCOUNTS")"
+    if [[ $name == sqlite ]]; then
+      local path=${url#sqlite://}
+      log "SQLite database: $(du -h "${path%%\?*}" | cut -f1)"
+    fi
+  fi
   start_authgate "$url" cheap
   EMAIL="bench-$name-cheap@example.com"
   client register "$BASE" "$EMAIL" "$PASSWORD"
@@ -346,6 +363,7 @@ bench_backend() {
   stop_server "$AUTHGATE_PID"
   # On the same disk or server, with authgate stopped so that it does not compete.
   measure_rotations "rotations-$name" "$3"
+  ((ACCOUNTS == 0)) || return 0
 
   # Same database, default argon2 cost; a user registered now has a default-cost hash.
   start_authgate "$url"
@@ -482,6 +500,22 @@ report() {
   echo "- rotation ceiling: examples/rotation_ceiling.rs, 16 tasks each rotating its own token chain (UPDATE … WHERE unspent, INSERT successor, COMMIT) on authgate's pool settings, pinned to CPU 0, on the same SQLite disk / PostgreSQL server"
 }
 
+# report_populated: the /me and refresh rows of `report`, for a populated database.
+report_populated() {
+  echo
+  echo "authgate load harness, $ACCOUNTS accounts / sessions and $((2 * ACCOUNTS)) refresh tokens loaded: $RUNS run(s) of ${DURATION}s per figure (median), servers on CPU 0, wrk on CPU 1, $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo
+  echo "| target | backend | req/s | p50 ms | p99 ms | ratio to ceiling | ceiling | errors |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for name in sqlite postgres; do
+    local me_jwt rotations
+    me_jwt=$(rps_of "ceiling-jwt-$name")
+    row "GET /v1/auth/me" "$name" "me-$name" "$(ratio "$(rps_of "me-$name")" "$me_jwt")" "$(printf '%.0f' "$me_jwt") (/jwt, alternating)"
+    rotations=$(rotations_of "rotations-$name")
+    row "POST /v1/auth/refresh" "$name" "refresh-$name" "$(ratio "$(rps_of "refresh-$name")" "$rotations")" "$(printf '%.0f' "$rotations") (rotation tx/s)"
+  done
+}
+
 # ---------------------------------------------------------------------------- main
 
 main() {
@@ -492,14 +526,18 @@ main() {
   openssl genpkey -algorithm ED25519 -out "$WORK/key.pem" 2>/dev/null
 
   bench_backend sqlite "sqlite://$WORK/authgate.db?mode=rwc" "sqlite://$WORK/rotations.db?mode=rwc"
-  STARTUP_MS=$(bench_startup)
+  ((ACCOUNTS > 0)) || STARTUP_MS=$(bench_startup)
 
   PG_DB="authgate_bench_$$_$RANDOM"
   psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $PG_DB" >/dev/null
   bench_backend postgres "$PG_ADMIN_URL/$PG_DB" "$PG_ADMIN_URL/$PG_DB"
 
-  bench_verifiers
-  report
+  if ((ACCOUNTS > 0)); then
+    report_populated
+  else
+    bench_verifiers
+    report
+  fi
   log "done in $((SECONDS - started)) s"
 }
 

@@ -176,7 +176,7 @@ impl AuthService {
         now: UnixMillis,
     ) -> NewRefreshToken {
         NewRefreshToken {
-            id: Uuid::new_v4(),
+            id: Uuid::now_v7(),
             hash: hash.to_vec(),
             expires_at: now
                 .plus_secs(self.policy.refresh_ttl_secs)

@@ -55,7 +55,7 @@ impl AuthService {
             (self.policy.reuse_grace_secs > 0).then(|| refresh::seal(presented, &successor));
         let rotation = Rotation {
             presented_hash: &hash,
-            successor_id: Uuid::new_v4(),
+            successor_id: Uuid::now_v7(),
             successor_hash: &successor_hash,
             successor_ttl: std::time::Duration::from_secs(self.policy.refresh_ttl_secs),
             sealed_successor,

@@ -28,3 +28,4 @@ mod recovery;
 mod revocations;
 mod sessions;
 mod tokens;
+mod upgrade;
