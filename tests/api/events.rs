@@ -463,6 +463,27 @@ async fn a_delivery_failing_for_a_day_is_marked_failed() {
     // As if the first attempt had been made a day ago: the next failure is the last.
     let db = app.db().await;
     let backend = db.get_database_backend();
+    // Once the first attempt's outcome is recorded (outcomes are written in batches).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                backend,
+                "SELECT last_attempt_at FROM event_deliveries",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        if row
+            .try_get::<Option<i64>>("", "last_attempt_at")
+            .unwrap()
+            .is_some()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the attempt was not recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let day_ago = authgate::domain::UnixMillis::now()
         .minus_secs(24 * 3600 + 60)
         .millis();
