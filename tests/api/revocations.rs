@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::helpers::{TestApp, assert_problem, jwt_part, spawn_app, str_field};
 
-async fn feed(app: &TestApp, after: Option<&str>) -> Value {
+pub(crate) async fn feed(app: &TestApp, after: Option<&str>) -> Value {
     let url = match after {
         Some(cursor) => app.url(&format!("/v1/auth/revocations?after={cursor}")),
         None => app.url("/v1/auth/revocations"),
@@ -15,7 +15,7 @@ async fn feed(app: &TestApp, after: Option<&str>) -> Value {
     response.json().await.unwrap()
 }
 
-fn sids(feed: &Value) -> Vec<String> {
+pub(crate) fn sids(feed: &Value) -> Vec<String> {
     feed["revoked"]
         .as_array()
         .unwrap()

@@ -9,6 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::helpers::{TestApp, fresh_database_url, jwt_part, str_field, test_config};
+use crate::revocations::{feed, sids};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -132,22 +133,8 @@ async fn a_wave_one_database_with_its_data_is_migrated_at_start_and_served() {
         app.logout_all(&access).await.status(),
         StatusCode::NO_CONTENT
     );
-    let feed: Value = app
-        .client
-        .get(app.url("/v1/auth/revocations"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ended: Vec<&str> = feed["revoked"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|entry| entry["sid"].as_str())
-        .collect();
-    assert!(ended.contains(&session_id.to_string().as_str()), "{feed}");
+    let feed = feed(&app, None).await;
+    assert!(sids(&feed).contains(&session_id.to_string()), "{feed}");
 }
 
 fn now_millis() -> i64 {
