@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod server;
 pub mod startup;
 pub mod store;
+pub mod telemetry;
 pub mod throttle;
 
 pub use cli::execute;

@@ -2,9 +2,12 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use authgate::config::{Cli, ConfigError, LogFormat};
+use authgate::telemetry::export::Exporter;
 
 fn main() -> ExitCode {
     let cli = match Cli::parse_with_file(std::env::args_os()) {
@@ -23,26 +26,39 @@ fn main() -> ExitCode {
         Ok(filter) => filter,
         Err(err) => return fail(&format!("AUTHGATE_LOG: {err}")),
     };
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if cli.config.log_format == LogFormat::Json {
+    // Before the runtime: the exporter's HTTP client runs one of its own.
+    let exporter = match cli.config.otlp_endpoint.as_deref().map(Exporter::start) {
+        None => None,
+        Some(Ok(exporter)) => Some(exporter),
+        Some(Err(err)) => return fail(&format!("AUTHGATE_OTLP_ENDPOINT: {err}")),
+    };
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = if cli.config.log_format == LogFormat::Json {
         // The request span's fields (`request_id`, `route`) go under `span`; the list
         // keeps them in reach once a request has spans of its own beneath that one.
         logs.json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(true)
-            .init();
+            .boxed()
     } else {
-        logs.with_ansi(std::io::stderr().is_terminal()).init();
-    }
+        logs.with_ansi(std::io::stderr().is_terminal()).boxed()
+    };
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(exporter.as_ref().map(Exporter::layer))
+        .init();
 
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
     };
-    match runtime.block_on(authgate::execute(cli)) {
+    let outcome = runtime.block_on(authgate::execute(cli));
+    drop(runtime);
+    if let Some(exporter) = exporter {
+        exporter.shutdown();
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(&format!("{err:#}")),
     }

@@ -28,6 +28,7 @@ use crate::domain::keys::KeyRing;
 use crate::domain::{AuthService, Client};
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::telemetry::{self, Timings, export};
 use crate::throttle::Throttle;
 use problem::ProblemType;
 use routes::{LabelledRoute, RouteLabels};
@@ -86,6 +87,8 @@ pub struct State {
     pub issuer: String,
     pub throttle: Arc<Throttle>,
     pub trust_forwarded_for: bool,
+    /// Whether responses carry `Server-Timing`.
+    pub server_timing: bool,
     pub metrics: Arc<Metrics>,
 }
 
@@ -98,6 +101,7 @@ pub fn app(state: State) -> impl Endpoint<Output = Response> {
     let trust_forwarded_for = state.trust_forwarded_for;
     let metrics = state.metrics;
     let observed = metrics.clone();
+    let server_timing = state.server_timing;
     let (route, labels) = LabelledRoute::new()
         .operations(api)
         .nest("/docs", swagger_ui)
@@ -121,7 +125,7 @@ pub fn app(state: State) -> impl Endpoint<Output = Response> {
         .around(move |next, req| {
             let metrics = observed.clone();
             let labels = labels.clone();
-            async move { observe(next, req, &metrics, &labels).await }
+            async move { observe(next, req, &metrics, &labels, server_timing).await }
         })
 }
 
@@ -142,12 +146,15 @@ fn method_label(method: &Method) -> &'static str {
 
 /// One log line and one metric sample per request, under a request id taken from
 /// `X-Request-Id` (when it is short and printable) or made, and returned. The request is
-/// handled inside a span holding the id, so every line logged on its behalf carries it.
+/// handled inside a span holding the id, so every line logged on its behalf carries it;
+/// with an OTLP endpoint that span is the request's server span, and with
+/// `server_timing` its phases are summed into `Server-Timing`.
 async fn observe<E: Endpoint>(
     next: Arc<E>,
     req: Request,
     metrics: &Metrics,
     labels: &RouteLabels,
+    server_timing: bool,
 ) -> poem::Result<Response> {
     let started = std::time::Instant::now();
     let request_id = req
@@ -160,22 +167,29 @@ async fn observe<E: Endpoint>(
     let route = labels.label(req.uri().path());
     // At ERROR level so that the span is enabled whenever any event inside it is: at
     // `AUTHGATE_LOG=warn` an INFO span would be filtered out and a warning would lose
-    // its request id.
+    // its request id. The `otel.*` fields are recorded only when traces are exported.
     let span = tracing::span!(
-        target: "authgate::http",
+        target: export::REQUEST_TARGET,
         tracing::Level::ERROR,
         "request",
         request_id = %request_id,
         method,
         route,
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
     );
-    let mut response = next
-        .call(req)
-        .instrument(span)
-        .await
-        .map(IntoResponse::into_response)?;
+    export::serve_request(&span, method, route, req.headers());
+    let timings = server_timing.then(|| Arc::new(Timings::default()));
+    let handled = next.call(req).instrument(span.clone());
+    let handled = match &timings {
+        Some(timings) => telemetry::summed(timings.clone(), handled).await,
+        None => handled.await,
+    };
+    let mut response = handled.map(IntoResponse::into_response)?;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
+    export::served(&span, status);
+    drop(span);
     metrics.observe_request(route, method, status, elapsed.as_secs_f64());
     tracing::info!(
         target: "authgate::http",
@@ -188,6 +202,11 @@ async fn observe<E: Endpoint>(
     );
     if let Ok(value) = request_id.parse() {
         response.headers_mut().insert("x-request-id", value);
+    }
+    if let Some(timings) = timings
+        && let Ok(value) = timings.header_value(elapsed).parse()
+    {
+        response.headers_mut().insert("server-timing", value);
     }
     Ok(response)
 }

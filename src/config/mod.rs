@@ -270,6 +270,18 @@ pub struct Config {
     )]
     pub events_webhook_secret: Option<SecretText>,
 
+    /// OTLP/HTTP endpoint (e.g. `http://127.0.0.1:4318`) that receives a trace of every
+    /// request, posted to `<endpoint>/v1/traces`; unset: no export.
+    #[arg(long, env = "AUTHGATE_OTLP_ENDPOINT", value_name = "AUTHGATE_OTLP_ENDPOINT",
+          value_parser = parse_otlp_endpoint)]
+    pub otlp_endpoint: Option<String>,
+
+    /// Add `Server-Timing` (db, hash-wait, hash, sign, total) to every response. Off by
+    /// default: timings can reveal whether an account exists.
+    #[arg(long, env = "AUTHGATE_SERVER_TIMING", value_name = "AUTHGATE_SERVER_TIMING",
+          default_value = "false", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub server_timing: bool,
+
     /// Log format: `pretty` (human) or `json` (one object per line).
     #[arg(
         long,
@@ -311,6 +323,15 @@ pub struct RoleScopes {
 pub enum LogFormat {
     Pretty,
     Json,
+}
+
+/// An `http` or `https` URL with a host.
+fn parse_otlp_endpoint(value: &str) -> Result<String, String> {
+    url::Url::parse(value)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some())
+        .map(|_| value.to_owned())
+        .ok_or_else(|| format!("`{value}` is not an http(s) URL"))
 }
 
 /// JWKS responses may be cached this long (`Cache-Control: max-age`).

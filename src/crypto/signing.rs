@@ -91,7 +91,10 @@ impl SigningKey {
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(authgate_verify::ACCESS_TOKEN_TYPE.to_owned());
         header.kid = Some(self.kid.clone());
-        Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
+        let started = std::time::Instant::now();
+        let token = jsonwebtoken::encode(&header, claims, &self.encoding);
+        crate::telemetry::record_since(crate::telemetry::Phase::Sign, "sign access token", started);
+        Ok(token?)
     }
 }
 

@@ -214,6 +214,7 @@ impl Application {
                 issuer: config.issuer.clone(),
                 throttle,
                 trust_forwarded_for: config.trust_forwarded_for,
+                server_timing: config.server_timing,
                 metrics,
             },
             store,
@@ -291,7 +292,11 @@ impl Application {
         };
         let admin = self.admin_listener.map(|(listener, addr)| {
             tracing::info!(%addr, "serving the admin API");
-            let app = api::admin::app(self.state.service.clone(), self.state.metrics.clone());
+            let app = api::admin::app(
+                self.state.service.clone(),
+                self.state.metrics.clone(),
+                self.state.server_timing,
+            );
             tokio::spawn(server::serve(
                 listener,
                 app,

@@ -11,11 +11,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use sea_orm::DbErr;
 use tokio::sync::oneshot;
 
+use crate::telemetry::Phase;
+
 type Reply<O> = oneshot::Sender<Result<O, DbErr>>;
 type RunBatch<I, O> =
     dyn Fn(Vec<I>) -> Pin<Box<dyn Future<Output = Result<Vec<O>, DbErr>> + Send>> + Send + Sync;
 
 pub(crate) struct Batcher<I, O> {
+    /// What a batch does, as a request's trace shows its wait for one.
+    name: &'static str,
     queue: Mutex<Queue<I, O>>,
     max_batch: usize,
     /// Runs one batch; returns one output per input, in order.
@@ -28,12 +32,13 @@ struct Queue<I, O> {
 }
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
-    pub(crate) fn new<F, Fut>(max_batch: usize, run: F) -> Arc<Self>
+    pub(crate) fn new<F, Fut>(name: &'static str, max_batch: usize, run: F) -> Arc<Self>
     where
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>, DbErr>> + Send + 'static,
     {
         Arc::new(Self {
+            name,
             queue: Mutex::new(Queue {
                 waiting: Vec::new(),
                 draining: false,
@@ -55,7 +60,9 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             // is dropped) never strands the requests queued behind it.
             tokio::spawn(Arc::clone(self).drain());
         }
-        answer
+        // The batch's statements run in its own task, for several requests: each request
+        // counts its wait for the batch as its database time.
+        crate::telemetry::timed(Phase::Db, self.name, answer)
             .await
             .unwrap_or_else(|_| Err(DbErr::Custom("a query batch was abandoned".into())))
     }
@@ -121,7 +128,7 @@ mod tests {
     async fn queued_requests_share_a_batch_and_each_gets_its_own_answer() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let recorded = Arc::clone(&sizes);
-        let batcher = Batcher::new(64, move |inputs: Vec<u32>| {
+        let batcher = Batcher::new("test batch", 64, move |inputs: Vec<u32>| {
             recorded.lock().unwrap().push(inputs.len());
             async move {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -148,7 +155,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_batch_fails_every_request_in_it_and_the_next_batch_runs() {
-        let batcher = Batcher::new(64, |inputs: Vec<u32>| async move {
+        let batcher = Batcher::new("test batch", 64, |inputs: Vec<u32>| async move {
             if inputs.contains(&0) {
                 Err(DbErr::Custom("boom".into()))
             } else {
@@ -161,7 +168,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_batch_fails_its_requests_and_does_not_stop_later_ones() {
-        let batcher = Batcher::new(64, |inputs: Vec<u32>| async move {
+        let batcher = Batcher::new("test batch", 64, |inputs: Vec<u32>| async move {
             assert!(!inputs.contains(&0), "a bug in a batch");
             Ok(inputs)
         });

@@ -34,6 +34,7 @@ use sea_orm::{
 
 use crate::domain::events::{Event, EventFilter, EventType, Subscriber};
 use crate::domain::types::{AuditEntry, UnixMillis, User};
+use crate::telemetry::{self, Phase};
 pub use admin::{AuditQuery, UserChange, UserSearch};
 pub use admin_keys::AdminKeyInfo;
 pub use clients::ClientRecord;
@@ -182,23 +183,31 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self, DbErr> {
         create_private_sqlite_file(url)
             .map_err(|err| DbErr::Custom(format!("cannot create the database file: {err}")))?;
-        let db = Database::connect(connect_options(url)).await?;
+        let mut db = Database::connect(connect_options(url)).await?;
+        let backend = match db.get_database_backend() {
+            DbBackend::Sqlite => "sqlite",
+            DbBackend::Postgres => "postgresql",
+            _ => "other",
+        };
+        db.set_metric_callback(move |run| {
+            telemetry::statement(backend, &run.statement.sql, run.elapsed, run.failed);
+        });
         let sqlite_writer = (db.get_database_backend() == DbBackend::Sqlite)
             .then(|| Arc::new(tokio::sync::Mutex::new(())));
         let sqlite_rotations = sqlite_writer.as_ref().map(|writer| {
             let (db, writer) = (db.clone(), Arc::clone(writer));
-            Batcher::new(32, move |batch| {
+            Batcher::new("rotation batch", 32, move |batch| {
                 let (db, writer) = (db.clone(), Arc::clone(&writer));
                 async move { rotate_on_sqlite(&db, &writer, batch).await }
             })
         });
         let lookup_db = db.clone();
-        let session_users = Batcher::new(64, move |queries| {
+        let session_users = Batcher::new("session lookup batch", 64, move |queries| {
             let db = lookup_db.clone();
             async move { live_session_users(&db, &queries).await }
         });
         let clients_db = db.clone();
-        let client_lookups = Batcher::new(64, move |ids: Vec<String>| {
+        let client_lookups = Batcher::new("client lookup batch", 64, move |ids: Vec<String>| {
             let db = clients_db.clone();
             async move { clients::clients_by_id(&db, &ids).await }
         });
@@ -233,7 +242,9 @@ impl Store {
 
     async fn writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match &self.sqlite_writer {
-            Some(lock) => Some(lock.lock().await),
+            Some(lock) => {
+                Some(telemetry::timed(Phase::Db, "SQLite writer queue", lock.lock()).await)
+            }
             None => None,
         }
     }
@@ -241,7 +252,7 @@ impl Store {
     /// Starts a state change: see [`UnitOfWork`].
     async fn begin(&self) -> Result<UnitOfWork<'_>, DbErr> {
         let writer = self.writer().await;
-        let txn = self.db.begin().await?;
+        let txn = telemetry::timed(Phase::Db, "BEGIN", self.db.begin()).await?;
         Ok(UnitOfWork {
             _writer: writer,
             txn,
@@ -331,8 +342,12 @@ impl UnitOfWork<'_> {
         if let Some(audit) = audit {
             audit::insert_audit(&self.txn, audit).await?;
         }
-        deliveries::insert_deliveries(&self.txn, &self.store.event_routes, &self.events).await?;
-        self.txn.commit().await?;
+        if !self.events.is_empty() {
+            let write =
+                deliveries::insert_deliveries(&self.txn, &self.store.event_routes, &self.events);
+            telemetry::timed(Phase::Outbox, "outbox write", write).await?;
+        }
+        telemetry::timed(Phase::Db, "COMMIT", self.txn.commit()).await?;
         if !self.events.is_empty() {
             self.store.events_written();
         }

@@ -32,6 +32,9 @@ fn an_unparsable_value_exits_non_zero_naming_the_variable() {
         ("AUTHGATE_LISTEN", "not-an-address"),
         ("AUTHGATE_TRUST_FORWARDED_FOR", "maybe"),
         ("AUTHGATE_REFRESH_REUSE_GRACE", "-1"),
+        ("AUTHGATE_OTLP_ENDPOINT", "not a url"),
+        ("AUTHGATE_OTLP_ENDPOINT", "ftp://collector:4318"),
+        ("AUTHGATE_SERVER_TIMING", "sometimes"),
     ] {
         let output = authgate(&["serve"], &[(variable, value)]);
         assert!(!output.status.success(), "{variable}={value}");

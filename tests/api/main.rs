@@ -28,4 +28,5 @@ mod recovery;
 mod revocations;
 mod sessions;
 mod tokens;
+mod traces;
 mod upgrade;

@@ -149,7 +149,7 @@ async fn every_response_carries_a_request_id_and_a_given_one_is_kept() {
 }
 
 /// The real binary on a fresh database, its logs (stderr) read line by line.
-struct LoggedBinary {
+pub(crate) struct LoggedBinary {
     child: Child,
     base: String,
     lines: Receiver<String>,
@@ -157,7 +157,7 @@ struct LoggedBinary {
 }
 
 impl LoggedBinary {
-    async fn start(log: &str, format: &str, env: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start(log: &str, format: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_authgate"))
             .env("AUTHGATE_LISTEN", "127.0.0.1:0")
             .env("AUTHGATE_DATABASE_URL", fresh_database_url().await)
@@ -199,7 +199,7 @@ impl LoggedBinary {
         binary
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -218,7 +218,7 @@ impl LoggedBinary {
     }
 
     /// Stops the binary; every line it logged.
-    async fn stop(mut self) -> Vec<String> {
+    pub(crate) async fn stop(mut self) -> Vec<String> {
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.child.kill().unwrap();
         self.child.wait().unwrap();

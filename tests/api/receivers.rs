@@ -302,3 +302,166 @@ async fn smtp_session(stream: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>
         }
     }
 }
+
+/// One span as an OpenTelemetry collector received it over OTLP/HTTP.
+#[derive(Debug, Clone)]
+pub struct ReceivedSpan {
+    pub trace_id: String,
+    pub span_id: String,
+    /// Empty for a root span.
+    pub parent_span_id: String,
+    pub name: String,
+    /// `SpanKind` as the protocol numbers it: 1 internal, 2 server, 3 client.
+    pub kind: i32,
+    pub start_nanos: u64,
+    pub end_nanos: u64,
+    /// Every attribute, its value as text.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl ReceivedSpan {
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct CollectorState {
+    spans: Mutex<Vec<ReceivedSpan>>,
+    /// Every export request, decoded or not.
+    exports: AtomicUsize,
+    /// Hold every export this long before answering.
+    delay_ms: AtomicUsize,
+}
+
+/// A trace collector on a random local port: it takes OTLP/HTTP protobuf exports at
+/// `/v1/traces` and decodes them with the OpenTelemetry protocol's own definitions.
+pub struct OtlpCollector {
+    /// The endpoint to configure (`/v1/traces` is appended by the exporter).
+    pub endpoint: String,
+    state: Arc<CollectorState>,
+}
+
+impl OtlpCollector {
+    pub async fn start() -> Self {
+        let state = Arc::new(CollectorState::default());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let app = Route::new()
+            .at("/v1/traces", poem::post(collect))
+            .data(state.clone());
+        tokio::spawn(Server::new(TcpListener::bind(format!("127.0.0.1:{port}"))).run(app));
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            state,
+        }
+    }
+
+    /// Answers every export only after `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        let ms = usize::try_from(delay.as_millis()).unwrap();
+        self.state.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.state.spans.lock().unwrap().clone()
+    }
+
+    pub fn exports(&self) -> usize {
+        self.state.exports.load(Ordering::SeqCst)
+    }
+
+    /// Waits up to `within` for a span that satisfies `wanted`; then every span so far.
+    pub async fn wait_for(
+        &self,
+        within: Duration,
+        wanted: impl Fn(&ReceivedSpan) -> bool,
+    ) -> Vec<ReceivedSpan> {
+        let deadline = Instant::now() + within;
+        loop {
+            let spans = self.spans();
+            if spans.iter().any(&wanted) {
+                return spans;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no such span arrived; received: {spans:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[handler]
+async fn collect(
+    request: &Request,
+    body: Body,
+    state: poem::web::Data<&Arc<CollectorState>>,
+) -> Response {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    use prost::Message;
+
+    state.exports.fetch_add(1, Ordering::SeqCst);
+    let delay = state.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+    }
+    if request.content_type() != Some("application/x-protobuf") {
+        return Response::builder()
+            .status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            .finish();
+    }
+    let bytes = body.into_vec().await.unwrap_or_default();
+    let Ok(export) = ExportTraceServiceRequest::decode(bytes.as_slice()) else {
+        return Response::builder().status(StatusCode::BAD_REQUEST).finish();
+    };
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let text = |value: Option<Any>| match value {
+        Some(Any::StringValue(s)) => s,
+        Some(Any::IntValue(i)) => i.to_string(),
+        Some(Any::BoolValue(b)) => b.to_string(),
+        Some(Any::DoubleValue(d)) => d.to_string(),
+        other => format!("{other:?}"),
+    };
+    let mut received = Vec::new();
+    for resource in export.resource_spans {
+        for scope in resource.scope_spans {
+            for span in scope.spans {
+                received.push(ReceivedSpan {
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent_span_id: hex(&span.parent_span_id),
+                    name: span.name,
+                    kind: span.kind,
+                    start_nanos: span.start_time_unix_nano,
+                    end_nanos: span.end_time_unix_nano,
+                    attributes: span
+                        .attributes
+                        .into_iter()
+                        .map(|kv| (kv.key, text(kv.value.and_then(|v| v.value))))
+                        .chain(span.events.into_iter().map(|e| ("event".into(), e.name)))
+                        .collect(),
+                });
+            }
+        }
+    }
+    state.spans.lock().unwrap().extend(received);
+    Response::builder()
+        .status(StatusCode::OK)
+        .content_type("application/x-protobuf")
+        .body(Vec::new())
+}

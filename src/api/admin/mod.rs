@@ -99,7 +99,11 @@ pub fn spec_yaml() -> String {
 }
 
 /// The admin listener's application.
-pub fn app(service: Arc<AuthService>, metrics: Arc<Metrics>) -> impl Endpoint<Output = Response> {
+pub fn app(
+    service: Arc<AuthService>,
+    metrics: Arc<Metrics>,
+    server_timing: bool,
+) -> impl Endpoint<Output = Response> {
     let api = api_service();
     let swagger_ui = api.swagger_ui();
     let spec_json = api.spec_endpoint();
@@ -118,6 +122,6 @@ pub fn app(service: Arc<AuthService>, metrics: Arc<Metrics>) -> impl Endpoint<Ou
         .around(move |next, req| {
             let metrics = observed.clone();
             let labels = labels.clone();
-            async move { super::observe(next, req, &metrics, &labels).await }
+            async move { super::observe(next, req, &metrics, &labels, server_timing).await }
         })
 }

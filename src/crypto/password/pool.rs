@@ -4,11 +4,13 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
 use super::PasswordError;
 use super::phc::Memory;
+use crate::telemetry::{self, Phase};
 
 /// Hashes that may wait for a core, per core; beyond that requests are shed at once
 /// rather than queueing memory and latency.
@@ -60,15 +62,23 @@ impl HashPool {
         work: impl FnOnce(&mut Memory) -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
         let (reply, answer) = oneshot::channel();
+        let queued_at = Instant::now();
         let job: Job = Box::new(move |memory| {
             // The client hung up while this waited: its hash is not worth a core.
             if !reply.is_closed() {
-                let _ = reply.send(work(memory));
+                let started = Instant::now();
+                let output = work(memory);
+                let _ = reply.send((output, started, Instant::now()));
             }
         });
         self.queued.fetch_add(1, Ordering::AcqRel);
         match self.jobs.try_send(job) {
-            Ok(()) => answer.await.map_err(|_| PasswordError::Task),
+            Ok(()) => {
+                let (output, started, ended) = answer.await.map_err(|_| PasswordError::Task)?;
+                telemetry::record(Phase::HashWait, "password hash wait", queued_at, started);
+                telemetry::record(Phase::Hash, "password hash", started, ended);
+                Ok(output)
+            }
             Err(TrySendError::Full(_)) => {
                 self.queued.fetch_sub(1, Ordering::AcqRel);
                 Err(PasswordError::Overloaded)
