@@ -10,6 +10,9 @@
 # GET /v1/auth/me (off-on, then on-off), and the ratio is the median of the pairs' ratios:
 # the machine's speed drifts by more than the 10 % looked for, within a pair it hardly
 # does. BENCH_SERVER_TIMING=true turns on Server-Timing in both.
+#
+# BENCH_BASELINE=/path/to/an/older/authgate: what the code costs with export unset. The
+# "off" instance runs that build, the "on" instance this one, neither exporting.
 set -euo pipefail
 
 PAIRS=${PAIRS:-6}
@@ -75,9 +78,15 @@ sink_port=$(free_port)
 taskset -c 1 python3 "$BENCH/webhook_sink.py" "$sink_port" 1000000000 >/dev/null &
 PIDS+=("$!")
 sleep 0.3
-start AUTHGATE_DATABASE_URL="$on_url" AUTHGATE_OTLP_ENDPOINT="http://127.0.0.1:$sink_port"
-on_base=$BASE
-start AUTHGATE_DATABASE_URL="$off_url"
+if [[ -n ${BENCH_BASELINE:-} ]]; then
+  start AUTHGATE_DATABASE_URL="$on_url"
+  on_base=$BASE
+  AUTHGATE=$BENCH_BASELINE start AUTHGATE_DATABASE_URL="$off_url"
+else
+  start AUTHGATE_DATABASE_URL="$on_url" AUTHGATE_OTLP_ENDPOINT="http://127.0.0.1:$sink_port"
+  on_base=$BASE
+  start AUTHGATE_DATABASE_URL="$off_url"
+fi
 off_base=$BASE
 on_token=$(token "$on_base")
 off_token=$(token "$off_base")

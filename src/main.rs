@@ -2,9 +2,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::EnvFilter;
 
 use authgate::config::{Cli, ConfigError, LogFormat};
 use authgate::telemetry::export::Exporter;
@@ -32,22 +30,20 @@ fn main() -> ExitCode {
         Some(Ok(exporter)) => Some(exporter),
         Some(Err(err)) => return fail(&format!("AUTHGATE_OTLP_ENDPOINT: {err}")),
     };
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let logs = if cli.config.log_format == LogFormat::Json {
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.config.log_format == LogFormat::Json {
         // The request span's fields (`request_id`, `route`) go under `span`; the list
         // keeps them in reach once a request has spans of its own beneath that one.
         logs.json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(true)
-            .boxed()
+            .init();
     } else {
-        logs.with_ansi(std::io::stderr().is_terminal()).boxed()
-    };
-    tracing_subscriber::registry()
-        .with(logs.with_filter(filter))
-        .with(exporter.as_ref().map(Exporter::layer))
-        .init();
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -28,7 +28,8 @@ use crate::domain::keys::KeyRing;
 use crate::domain::{AuthService, Client};
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::telemetry::{self, Timings, export};
+use crate::telemetry::export::ServerSpan;
+use crate::telemetry::{self, RequestTelemetry, Timings};
 use crate::throttle::Throttle;
 use problem::ProblemType;
 use routes::{LabelledRoute, RouteLabels};
@@ -167,29 +168,31 @@ async fn observe<E: Endpoint>(
     let route = labels.label(req.uri().path());
     // At ERROR level so that the span is enabled whenever any event inside it is: at
     // `AUTHGATE_LOG=warn` an INFO span would be filtered out and a warning would lose
-    // its request id. The `otel.*` fields are recorded only when traces are exported.
+    // its request id.
     let span = tracing::span!(
-        target: export::REQUEST_TARGET,
+        target: "authgate::http",
         tracing::Level::ERROR,
         "request",
         request_id = %request_id,
         method,
         route,
-        otel.name = tracing::field::Empty,
-        otel.kind = tracing::field::Empty,
     );
-    export::serve_request(&span, method, route, req.headers());
-    let timings = server_timing.then(|| Arc::new(Timings::default()));
-    let handled = next.call(req).instrument(span.clone());
-    let handled = match &timings {
-        Some(timings) => telemetry::summed(timings.clone(), handled).await,
-        None => handled.await,
+    let telemetry = RequestTelemetry {
+        timings: server_timing.then(|| Arc::new(Timings::default())),
+        trace: ServerSpan::start(method, route, &request_id, req.headers()),
+    };
+    let handled = next.call(req).instrument(span);
+    let handled = if telemetry.timings.is_some() || telemetry.trace.is_some() {
+        telemetry::observed(telemetry.clone(), handled).await
+    } else {
+        handled.await
     };
     let mut response = handled.map(IntoResponse::into_response)?;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    export::served(&span, status);
-    drop(span);
+    if let Some(trace) = telemetry.trace {
+        trace.end(status);
+    }
     metrics.observe_request(route, method, status, elapsed.as_secs_f64());
     tracing::info!(
         target: "authgate::http",
@@ -203,7 +206,7 @@ async fn observe<E: Endpoint>(
     if let Ok(value) = request_id.parse() {
         response.headers_mut().insert("x-request-id", value);
     }
-    if let Some(timings) = timings
+    if let Some(timings) = telemetry.timings
         && let Ok(value) = timings.header_value(elapsed).parse()
     {
         response.headers_mut().insert("server-timing", value);

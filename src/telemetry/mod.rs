@@ -3,7 +3,7 @@
 //! they happen and reported twice: summed per request for `Server-Timing`
 //! (`AUTHGATE_SERVER_TIMING`), and as child spans of the request's trace for the OTLP
 //! exporter (`AUTHGATE_OTLP_ENDPOINT`, see [`export`]). With neither on, a phase costs a
-//! clock read and a task-local lookup.
+//! clock read and a task-local lookup that finds nothing.
 
 pub mod export;
 
@@ -78,21 +78,35 @@ impl Timings {
     }
 }
 
-tokio::task_local! {
-    /// The timings of the request this task is handling, when `Server-Timing` is on.
-    static REQUEST_TIMINGS: Arc<Timings>;
+/// Where the phases of the request a task is handling are reported.
+#[derive(Clone, Default)]
+pub struct RequestTelemetry {
+    /// Summed for `Server-Timing`.
+    pub timings: Option<Arc<Timings>>,
+    /// The request's server span, parent of a span per phase.
+    pub trace: Option<export::ServerSpan>,
 }
 
-/// Runs `request`, summing the time its phases take into `timings`.
-pub async fn summed<F: Future>(timings: Arc<Timings>, request: F) -> F::Output {
-    REQUEST_TIMINGS.scope(timings, request).await
+tokio::task_local! {
+    static REQUEST: RequestTelemetry;
+}
+
+/// Runs `request` with its phases reported to `telemetry`.
+pub async fn observed<F: Future>(telemetry: RequestTelemetry, request: F) -> F::Output {
+    REQUEST.scope(telemetry, request).await
 }
 
 /// Records that the current request spent `started..ended` in `phase`, doing `what`
 /// (the span's name: an operation, never a value).
 pub fn record(phase: Phase, what: &str, started: Instant, ended: Instant) {
-    let _ = REQUEST_TIMINGS.try_with(|timings| timings.add(phase, ended - started));
-    export::child_span(phase, what, started, ended, &[]);
+    let _ = REQUEST.try_with(|request| {
+        if let Some(timings) = &request.timings {
+            timings.add(phase, ended - started);
+        }
+        if let Some(trace) = &request.trace {
+            trace.child(phase, what, started, ended, &[]);
+        }
+    });
 }
 
 /// Records that the current request spent from `started` until now in `phase`.
@@ -112,23 +126,27 @@ pub async fn timed<F: Future>(phase: Phase, what: &str, work: F) -> F::Output {
 /// A statement run by a batch's own task belongs to no request: the requests it served
 /// each count their wait for the batch instead.
 pub fn statement(backend: &'static str, sql: &str, elapsed: Duration, failed: bool) {
-    let ended = Instant::now();
-    let started = ended.checked_sub(elapsed).unwrap_or(ended);
-    let _ = REQUEST_TIMINGS.try_with(|timings| timings.add(Phase::Db, elapsed));
-    if export::enabled() {
-        let (operation, table) = statement_summary(sql);
-        let name = match table {
-            Some(table) => format!("{operation} {table}"),
-            None => operation.to_owned(),
-        };
-        let attributes = [
-            ("db.system.name", backend),
-            ("db.operation.name", operation),
-            ("db.collection.name", table.unwrap_or("")),
-            ("error.type", if failed { "db_error" } else { "" }),
-        ];
-        export::child_span(Phase::Db, &name, started, ended, &attributes);
-    }
+    let _ = REQUEST.try_with(|request| {
+        if let Some(timings) = &request.timings {
+            timings.add(Phase::Db, elapsed);
+        }
+        if let Some(trace) = &request.trace {
+            let ended = Instant::now();
+            let started = ended.checked_sub(elapsed).unwrap_or(ended);
+            let (operation, table) = statement_summary(sql);
+            let name = match table {
+                Some(table) => format!("{operation} {table}"),
+                None => operation.to_owned(),
+            };
+            let attributes = [
+                ("db.system.name", backend),
+                ("db.operation.name", operation),
+                ("db.collection.name", table.unwrap_or("")),
+                ("error.type", if failed { "db_error" } else { "" }),
+            ];
+            trace.child(Phase::Db, &name, started, ended, &attributes);
+        }
+    });
 }
 
 /// The operation and the table a statement works on, from its SQL text: no value of a
@@ -195,7 +213,11 @@ mod tests {
     #[tokio::test]
     async fn phases_of_a_request_are_summed_and_the_outbox_is_not_counted_twice() {
         let timings = Arc::new(Timings::default());
-        summed(timings.clone(), async {
+        let telemetry = RequestTelemetry {
+            timings: Some(timings.clone()),
+            trace: None,
+        };
+        observed(telemetry, async {
             let start = Instant::now();
             record(Phase::Db, "a", start, start + Duration::from_millis(2));
             record(Phase::Db, "b", start, start + Duration::from_millis(3));
