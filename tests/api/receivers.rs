@@ -53,21 +53,7 @@ impl WebhookReceiver {
             secret: secret_bytes,
             ..WebhookState::default()
         });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
-        let app = Route::new().at("/hook", receive).data(state.clone());
-        tokio::spawn(Server::new(TcpListener::bind(format!("127.0.0.1:{port}"))).run(app));
-        // Wait until it listens.
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let port = serve_locally(Route::new().at("/hook", receive).data(state.clone())).await;
         Self {
             url: format!("http://127.0.0.1:{port}/hook"),
             secret,
@@ -121,6 +107,24 @@ impl WebhookReceiver {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
+}
+
+/// Serves `app` on a free local port, once it accepts connections; the port.
+async fn serve_locally(app: impl poem::Endpoint + 'static) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    tokio::spawn(Server::new(TcpListener::bind(format!("127.0.0.1:{port}"))).run(app));
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    port
 }
 
 /// Checks the request the way a Standard Webhooks consumer does: the HMAC-SHA256 of
@@ -348,22 +352,10 @@ pub struct OtlpCollector {
 impl OtlpCollector {
     pub async fn start() -> Self {
         let state = Arc::new(CollectorState::default());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
         let app = Route::new()
             .at("/v1/traces", poem::post(collect))
             .data(state.clone());
-        tokio::spawn(Server::new(TcpListener::bind(format!("127.0.0.1:{port}"))).run(app));
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let port = serve_locally(app).await;
         Self {
             endpoint: format!("http://127.0.0.1:{port}"),
             state,
