@@ -325,13 +325,19 @@ pub enum LogFormat {
     Json,
 }
 
-/// An `http` or `https` URL with a host.
+/// An `http` or `https` URL with a host, and neither query nor fragment (`/v1/traces` is
+/// appended to it).
 fn parse_otlp_endpoint(value: &str) -> Result<String, String> {
     url::Url::parse(value)
         .ok()
-        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some())
+        .filter(|url| {
+            matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some()
+                && url.query().is_none()
+                && url.fragment().is_none()
+        })
         .map(|_| value.to_owned())
-        .ok_or_else(|| format!("`{value}` is not an http(s) URL"))
+        .ok_or_else(|| format!("`{value}` is not an http(s) URL without query or fragment"))
 }
 
 /// JWKS responses may be cached this long (`Cache-Control: max-age`).

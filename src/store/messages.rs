@@ -16,6 +16,7 @@ use crate::domain::events::{Event, EventType};
 use crate::domain::types::{
     Account, AuditEntry, MessageKind, NewMessage, PendingMessage, Secret, UnixMillis,
 };
+use crate::telemetry::{self, Phase};
 
 /// A message of each kind is queued at most once per account in this many seconds.
 pub const MESSAGE_INTERVAL_SECS: u64 = 60;
@@ -301,7 +302,7 @@ async fn insert_message(work: &UnitOfWork<'_>, message: &NewMessage) -> Result<(
     })
     .exec_without_returning(work.db())
     .await?;
-    outbox::Entity::insert(outbox::ActiveModel {
+    let write = outbox::Entity::insert(outbox::ActiveModel {
         id: Set(message.id),
         kind: Set(message.kind.as_str().to_owned()),
         user_id: Set(message.user_id),
@@ -313,8 +314,8 @@ async fn insert_message(work: &UnitOfWork<'_>, message: &NewMessage) -> Result<(
         attempts: Set(0),
         claimed_until: Set(0),
     })
-    .exec_without_returning(work.db())
-    .await?;
+    .exec_without_returning(work.db());
+    telemetry::timed(Phase::Outbox, "outbox write", write).await?;
     Ok(())
 }
 

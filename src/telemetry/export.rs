@@ -4,7 +4,7 @@
 //! down or slow costs dropped spans, never a slower or failed request.
 
 use std::sync::OnceLock;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{
@@ -12,8 +12,9 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanData, SpanExporter};
 
 use super::Phase;
 
@@ -35,24 +36,86 @@ impl Exporter {
             .with_endpoint(url)
             .build()
             .map_err(|err| err.to_string())?;
+        // `OTEL_SERVICE_NAME` or `service.name` in `OTEL_RESOURCE_ATTRIBUTES` wins.
+        let detected = opentelemetry_sdk::Resource::builder().build();
+        let named = detected
+            .get(&opentelemetry::Key::from_static_str("service.name"))
+            .is_some_and(|name| !name.as_str().starts_with("unknown_service"));
         let mut resource = opentelemetry_sdk::Resource::builder();
-        if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        if !named {
             resource = resource.with_service_name("authgate");
         }
         // Queue size, batch size and delay follow the standard `OTEL_BSP_*` variables.
         let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
+            .with_batch_exporter(Reported::new(exporter))
             .with_resource(resource.build())
             .build();
         let _ = TRACER.set(provider.tracer("authgate"));
         Ok(Self { provider })
     }
 
-    /// Exports what is queued, waiting for the collector no longer than its timeout.
+    /// Exports what is queued, waiting for the collector at most 5 seconds.
     pub fn shutdown(self) {
         if let Err(err) = self.provider.shutdown() {
             tracing::warn!(error = %err, "exporting the last traces failed");
         }
+    }
+}
+
+/// The OTLP exporter, saying in the logs when exports fail (at most once a minute) and
+/// when they succeed again: the spans of a failed export are dropped.
+#[derive(Debug)]
+struct Reported<E> {
+    exporter: E,
+    /// When a failure was last logged; `None` while exports succeed.
+    failing_since_logged: std::sync::Mutex<Option<Instant>>,
+}
+
+impl<E> Reported<E> {
+    fn new(exporter: E) -> Self {
+        Self {
+            exporter,
+            failing_since_logged: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for Reported<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len();
+        let outcome = self.exporter.export(batch).await;
+        let mut logged = self
+            .failing_since_logged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (&outcome, *logged) {
+            (Err(err), None) => {
+                tracing::warn!(error = %err, spans, "exporting traces failed; dropping spans until the collector answers");
+                *logged = Some(Instant::now());
+            }
+            (Err(err), Some(at)) if at.elapsed() >= Duration::from_secs(60) => {
+                tracing::warn!(error = %err, spans, "exporting traces still fails");
+                *logged = Some(Instant::now());
+            }
+            (Ok(()), Some(_)) => {
+                tracing::info!("exporting traces works again");
+                *logged = None;
+            }
+            _ => {}
+        }
+        outcome
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.exporter.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.exporter.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.exporter.set_resource(resource);
     }
 }
 

@@ -34,6 +34,7 @@ fn an_unparsable_value_exits_non_zero_naming_the_variable() {
         ("AUTHGATE_REFRESH_REUSE_GRACE", "-1"),
         ("AUTHGATE_OTLP_ENDPOINT", "not a url"),
         ("AUTHGATE_OTLP_ENDPOINT", "ftp://collector:4318"),
+        ("AUTHGATE_OTLP_ENDPOINT", "http://collector:4318?tenant=a"),
         ("AUTHGATE_SERVER_TIMING", "sometimes"),
     ] {
         let output = authgate(&["serve"], &[(variable, value)]);

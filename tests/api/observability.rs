@@ -204,7 +204,7 @@ impl LoggedBinary {
     }
 
     /// The next log line that satisfies `wanted`, keeping every line read.
-    fn wait_for(&mut self, wanted: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_for(&mut self, wanted: impl Fn(&str) -> bool) -> String {
         loop {
             let line = self
                 .lines

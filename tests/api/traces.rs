@@ -44,13 +44,16 @@ fn children_of<'a>(spans: &'a [ReceivedSpan], parent: &ReceivedSpan) -> Vec<&'a 
 #[tokio::test]
 async fn a_request_is_a_server_span_in_the_callers_trace_with_a_child_span_per_phase() {
     let collector = OtlpCollector::start().await;
-    // A subscriber, so that a login writes its event to the outbox.
+    // A subscriber, so that a login writes its event to the outbox, and a message channel,
+    // so that registering writes a verification message to the outbox.
     let webhook = WebhookReceiver::start().await;
+    let messages = std::env::temp_dir().join(format!("authgate-traced-{}.jsonl", Uuid::new_v4()));
     let binary = traced_binary(
         &collector.endpoint,
         &[
             ("AUTHGATE_EVENTS_WEBHOOK_URL", webhook.url.as_str()),
             ("AUTHGATE_EVENTS_WEBHOOK_SECRET", webhook.secret.as_str()),
+            ("AUTHGATE_DELIVERY_FILE", messages.to_str().unwrap()),
         ],
     )
     .await;
@@ -90,6 +93,11 @@ async fn a_request_is_a_server_span_in_the_callers_trace_with_a_child_span_per_p
 
     let is_login = |span: &ReceivedSpan| span.kind == SERVER && span.trace_id == trace_id;
     let is_me = |span: &ReceivedSpan| span.kind == SERVER && span.name == "GET /v1/auth/me";
+    let is_register =
+        |span: &ReceivedSpan| span.kind == SERVER && span.name == "POST /v1/auth/register";
+    collector
+        .wait_for(Duration::from_secs(10), is_register)
+        .await;
     collector.wait_for(Duration::from_secs(10), is_me).await;
     let spans = collector
         .wait_for(Duration::from_secs(10), |span| {
@@ -126,20 +134,51 @@ async fn a_request_is_a_server_span_in_the_callers_trace_with_a_child_span_per_p
         );
     }
 
-    // A request without a caller starts a trace of its own.
+    // A request without a caller starts a trace of its own; /me's session lookup runs
+    // in a batch, which is its database span.
     let me = spans.iter().find(|span| is_me(span)).unwrap();
     assert!(me.parent_span_id.is_empty());
     assert_ne!(me.trace_id, trace_id);
     assert_eq!(me.attribute("http.response.status_code"), Some("200"));
+    let me_children = children_of(&spans, me);
+    assert!(
+        me_children
+            .iter()
+            .any(|span| span.name == "session lookup batch"
+                && span.attribute("authgate.phase") == Some("db")),
+        "{me_children:#?}"
+    );
 
-    // Nothing exported holds a secret or an email.
+    // Registering wrote its verification message to the outbox.
+    let register = spans.iter().find(|span| is_register(span)).unwrap();
+    let register_children = children_of(&spans, register);
+    assert!(
+        register_children
+            .iter()
+            .any(|span| span.attribute("authgate.phase") == Some("outbox")),
+        "{register_children:#?}"
+    );
+
+    // Nothing exported holds a secret or an email: not the password, its hash, the
+    // tokens, a key or the verification token that was sent.
+    let sent = std::fs::read_to_string(&messages).unwrap();
+    let sent: Value = serde_json::from_str(sent.lines().next().unwrap()).unwrap();
+    let verification = str_field(&sent["data"], "token");
     let everything = format!("{spans:?}");
-    for secret in [PASSWORD, email.as_str(), access.as_str(), refresh.as_str()] {
+    for secret in [
+        PASSWORD,
+        email.as_str(),
+        access.as_str(),
+        refresh.as_str(),
+        verification.as_str(),
+        "$argon2",
+        "PRIVATE KEY",
+    ] {
         assert!(!everything.contains(secret), "exported: {secret}");
     }
-    assert!(!everything.contains("PRIVATE KEY"));
     assert!(!everything.contains(&webhook.secret));
     binary.stop().await;
+    std::fs::remove_file(&messages).ok();
 }
 
 #[tokio::test]
@@ -213,14 +252,21 @@ async fn a_collector_that_is_down_or_slow_never_slows_or_fails_a_request() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let down = traced_binary(&format!("http://127.0.0.1:{port}"), &[]).await;
+    let mut down = traced_binary(&format!("http://127.0.0.1:{port}"), &[]).await;
     requests_stay_fast(&down, 300).await;
+    // The operator learns why no trace arrives.
+    down.wait_for(|line| line.contains("exporting traces failed"));
     down.stop().await;
 
-    // Slow: the collector holds every export for 20 seconds.
+    // Slow: the collector holds every export for 20 seconds, and a queue of 32 spans
+    // fills at once: spans are dropped, requests do not wait.
     let collector = OtlpCollector::start().await;
     collector.set_delay(Duration::from_secs(20));
-    let slow = traced_binary(&collector.endpoint, &[]).await;
+    let queue = [
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "32"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "16"),
+    ];
+    let slow = traced_binary(&collector.endpoint, &queue).await;
     requests_stay_fast(&slow, 300).await;
     assert!(collector.exports() >= 1, "the exporter never tried");
     slow.stop().await;
@@ -260,7 +306,7 @@ async fn server_timing_tells_how_long_each_phase_of_a_request_took() {
         "{phases:?}"
     );
     assert!(
-        of("total") >= of("db") + of("hash") + of("sign"),
+        of("total") >= of("db") + of("hash-wait") + of("hash") + of("sign"),
         "{phases:?}"
     );
 
