@@ -1,7 +1,8 @@
 //! The audit trail: every security event, written in the transaction of its change.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Statement,
 };
 use uuid::Uuid;
 
@@ -74,10 +75,8 @@ pub(super) fn recorded_user_agent(actor: &Actor) -> Option<String> {
     actor.user_agent.as_deref().map(|ua| truncate(ua, 256))
 }
 
-pub(super) async fn insert_audit(
-    db: &impl sea_orm::ConnectionTrait,
-    audit: &AuditEntry<'_>,
-) -> Result<(), DbErr> {
+/// The insert of an audit event, to run in the transaction of its change.
+pub(super) fn audit_insert(audit: &AuditEntry<'_>, backend: DbBackend) -> Statement {
     audit_events::Entity::insert(audit_events::ActiveModel {
         // Time-ordered: events of one millisecond keep their order in the admin's pages.
         id: Set(Uuid::now_v7()),
@@ -90,9 +89,7 @@ pub(super) async fn insert_audit(
         detail: Set(audit.detail.as_deref().map(|detail| truncate(detail, 512))),
         actor: Set(audit.actor.name.as_deref().map(|name| truncate(name, 64))),
     })
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
+    .build(backend)
 }
 
 impl From<audit_events::Model> for AuditRecord {

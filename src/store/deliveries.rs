@@ -4,8 +4,8 @@
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
 };
 use uuid::Uuid;
 
@@ -16,15 +16,13 @@ use crate::domain::events::{
 };
 use crate::domain::types::{AuditEntry, UnixMillis};
 
-/// Writes one pending delivery per event and subscriber that wants it.
-pub(super) async fn insert_deliveries(
-    db: &impl ConnectionTrait,
+/// The insert of one pending delivery per event and subscriber that wants it (`None`:
+/// nobody wants these events), to run in the transaction of the change.
+pub(super) fn deliveries_insert(
     routes: &[(String, EventFilter)],
     events: &[Event],
-) -> Result<(), DbErr> {
-    if events.is_empty() {
-        return Ok(());
-    }
+    backend: DbBackend,
+) -> Option<Statement> {
     let now = UnixMillis::now();
     let rows: Vec<event_deliveries::ActiveModel> = events
         .iter()
@@ -49,13 +47,7 @@ pub(super) async fn insert_deliveries(
                 })
         })
         .collect();
-    if rows.is_empty() {
-        return Ok(());
-    }
-    event_deliveries::Entity::insert_many(rows)
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
+    (!rows.is_empty()).then(|| event_deliveries::Entity::insert_many(rows).build(backend))
 }
 
 impl Store {
@@ -103,9 +95,7 @@ impl Store {
             vec![now.into(), lease_until.into(), i64::from(limit).into()];
         values.extend(subscribers.iter().map(|url| url.as_str().into()));
         let statement = Statement::from_sql_and_values(backend, sql, values);
-        let work = self.begin().await?;
-        let rows = work.db().query_all_raw(statement).await?;
-        work.commit(None).await?;
+        let rows = self.write_alone(statement).await?;
         rows.iter()
             .map(|row| {
                 let row = event_deliveries::Model::from_query_result(row, "")?;
@@ -132,10 +122,11 @@ impl Store {
         if attempts.is_empty() {
             return Ok(());
         }
-        let work = self.begin().await?;
+        let backend = self.db.get_database_backend();
         // Deliveries answered alike (as a rule all 200) take one statement.
         let mut delivered: std::collections::BTreeMap<Option<u16>, Vec<Uuid>> =
             std::collections::BTreeMap::new();
+        let mut updates = Vec::new();
         for &(id, status, outcome) in attempts {
             let (state, next) = match outcome {
                 AttemptOutcome::Delivered => {
@@ -145,37 +136,48 @@ impl Store {
                 AttemptOutcome::Retry(next) => (DeliveryStatus::Pending, next),
                 AttemptOutcome::Failed => (DeliveryStatus::Failed, at),
             };
-            event_deliveries::Entity::update_many()
-                .col_expr(
-                    event_deliveries::Column::Status,
-                    Expr::value(state.as_str()),
-                )
-                .col_expr(event_deliveries::Column::NextAttemptAt, Expr::value(next))
-                .col_expr(event_deliveries::Column::ClaimedUntil, Expr::value(0i64))
-                .col_expr(event_deliveries::Column::LastAttemptAt, Expr::value(at))
-                .col_expr(
-                    event_deliveries::Column::LastStatus,
-                    Expr::value(status.map(i32::from)),
-                )
-                .filter(event_deliveries::Column::Id.eq(id))
-                .exec(work.db())
-                .await?;
+            updates.push(
+                event_deliveries::Entity::update_many()
+                    .col_expr(
+                        event_deliveries::Column::Status,
+                        Expr::value(state.as_str()),
+                    )
+                    .col_expr(event_deliveries::Column::NextAttemptAt, Expr::value(next))
+                    .col_expr(event_deliveries::Column::ClaimedUntil, Expr::value(0i64))
+                    .col_expr(event_deliveries::Column::LastAttemptAt, Expr::value(at))
+                    .col_expr(
+                        event_deliveries::Column::LastStatus,
+                        Expr::value(status.map(i32::from)),
+                    )
+                    .filter(event_deliveries::Column::Id.eq(id))
+                    .build(backend),
+            );
         }
         for (status, ids) in delivered {
-            event_deliveries::Entity::update_many()
-                .col_expr(
-                    event_deliveries::Column::Status,
-                    Expr::value(DeliveryStatus::Delivered.as_str()),
-                )
-                .col_expr(event_deliveries::Column::ClaimedUntil, Expr::value(0i64))
-                .col_expr(event_deliveries::Column::LastAttemptAt, Expr::value(at))
-                .col_expr(
-                    event_deliveries::Column::LastStatus,
-                    Expr::value(status.map(i32::from)),
-                )
-                .filter(event_deliveries::Column::Id.is_in(ids))
-                .exec(work.db())
-                .await?;
+            updates.push(
+                event_deliveries::Entity::update_many()
+                    .col_expr(
+                        event_deliveries::Column::Status,
+                        Expr::value(DeliveryStatus::Delivered.as_str()),
+                    )
+                    .col_expr(event_deliveries::Column::ClaimedUntil, Expr::value(0i64))
+                    .col_expr(event_deliveries::Column::LastAttemptAt, Expr::value(at))
+                    .col_expr(
+                        event_deliveries::Column::LastStatus,
+                        Expr::value(status.map(i32::from)),
+                    )
+                    .filter(event_deliveries::Column::Id.is_in(ids))
+                    .build(backend),
+            );
+        }
+        if updates.len() == 1 {
+            // The common round: one statement is its own transaction.
+            self.write_alone(updates.remove(0)).await?;
+            return Ok(());
+        }
+        let work = self.begin().await?;
+        for update in updates {
+            work.db().execute_raw(update).await?;
         }
         work.commit(None).await?;
         Ok(())

@@ -28,8 +28,8 @@ use std::time::Duration;
 use batch::Batcher;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, SqlErr, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, EntityTrait, QueryResult, SqlErr, Statement, TransactionTrait,
 };
 
 use crate::domain::events::{Event, EventFilter, EventType, Subscriber};
@@ -47,7 +47,7 @@ pub use passwords::PasswordSwap;
 pub use rotation::Rotation;
 pub use users::PasswordChange;
 
-use rotation::{RotationBatcher, rotate_on_sqlite};
+use rotation::{RotationBatcher, rotate_on_postgres, rotate_on_sqlite};
 use sessions::{SessionUserQuery, live_session_users};
 
 #[derive(Debug, thiserror::Error)]
@@ -169,8 +169,8 @@ pub struct Store {
     /// SQLite takes one writer at a time; queueing writers here, in order, avoids its
     /// busy-wait back-off (which gave refresh a p99 of ~900 ms under load).
     sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
-    /// Concurrent rotations on SQLite, committed together (one fsync per batch).
-    sqlite_rotations: Option<Arc<RotationBatcher>>,
+    /// Concurrent rotations, committed together (one commit per batch).
+    rotations: Arc<RotationBatcher>,
     /// Who receives which events: each change writes a delivery per subscriber that
     /// wants its event. Empty: no event is even built.
     event_routes: Arc<[(String, EventFilter)]>,
@@ -194,13 +194,20 @@ impl Store {
         });
         let sqlite_writer = (db.get_database_backend() == DbBackend::Sqlite)
             .then(|| Arc::new(tokio::sync::Mutex::new(())));
-        let sqlite_rotations = sqlite_writer.as_ref().map(|writer| {
-            let (db, writer) = (db.clone(), Arc::clone(writer));
-            Batcher::new("rotation batch", 32, move |batch| {
-                let (db, writer) = (db.clone(), Arc::clone(&writer));
-                async move { rotate_on_sqlite(&db, &writer, batch).await }
-            })
-        });
+        let rotation_db = db.clone();
+        let rotations = match &sqlite_writer {
+            Some(writer) => {
+                let writer = Arc::clone(writer);
+                Batcher::new("rotation batch", 32, move |batch| {
+                    let (db, writer) = (rotation_db.clone(), Arc::clone(&writer));
+                    async move { rotate_on_sqlite(&db, &writer, batch).await }
+                })
+            }
+            None => Batcher::new("rotation batch", 32, move |batch| {
+                let db = rotation_db.clone();
+                async move { rotate_on_postgres(&db, batch).await }
+            }),
+        };
         let lookup_db = db.clone();
         let session_users = Batcher::new("session lookup batch", 64, move |queries| {
             let db = lookup_db.clone();
@@ -216,7 +223,7 @@ impl Store {
             session_users,
             client_lookups,
             sqlite_writer,
-            sqlite_rotations,
+            rotations,
             event_routes: Arc::from([]),
             events_written: Arc::new(tokio::sync::Notify::new()),
         })
@@ -259,6 +266,13 @@ impl Store {
             store: self,
             events: Vec::new(),
         })
+    }
+
+    /// One statement that changes rows, as a transaction of its own (no `BEGIN` and
+    /// `COMMIT` round trips), queued for the SQLite writer as a unit of work is.
+    async fn write_alone(&self, statement: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        let _writer = self.writer().await;
+        self.db.query_all_raw(statement).await
     }
 
     pub async fn migrate(&self) -> Result<(), DbErr> {
@@ -339,20 +353,80 @@ impl UnitOfWork<'_> {
     }
 
     async fn commit(self, audit: Option<&AuditEntry<'_>>) -> Result<(), DbErr> {
-        if let Some(audit) = audit {
-            audit::insert_audit(&self.txn, audit).await?;
-        }
-        if !self.events.is_empty() {
-            let write =
-                deliveries::insert_deliveries(&self.txn, &self.store.event_routes, &self.events);
-            telemetry::timed(Phase::Outbox, "outbox write", write).await?;
+        let backend = self.txn.get_database_backend();
+        let audit = audit.map(|audit| audit::audit_insert(audit, backend));
+        let outbox = deliveries::deliveries_insert(&self.store.event_routes, &self.events, backend);
+        let wrote_events = outbox.is_some();
+        match (audit, outbox) {
+            (audit, Some(outbox)) => {
+                // With the audit event in the same statement: the outbox costs a change
+                // its rows, not another round trip (a thread hop on SQLite) while it
+                // holds the writer.
+                let write = match audit {
+                    Some(audit) => together(audit, outbox),
+                    None => outbox,
+                };
+                telemetry::timed(Phase::Outbox, "outbox write", self.txn.execute_raw(write))
+                    .await?;
+            }
+            (Some(audit), None) => {
+                self.txn.execute_raw(audit).await?;
+            }
+            (None, None) => {}
         }
         telemetry::timed(Phase::Db, "COMMIT", self.txn.commit()).await?;
-        if !self.events.is_empty() {
+        if wrote_events {
             self.store.events_written();
         }
         Ok(())
     }
+}
+
+/// Two statements without results (inserts) as one: on SQLite one after the other, on
+/// PostgreSQL the first in a `WITH` clause, its parameters renumbered after the second's.
+fn together(first: Statement, second: Statement) -> Statement {
+    let values = |statement: &Statement| {
+        statement
+            .values
+            .as_ref()
+            .map(|values| values.0.clone())
+            .unwrap_or_default()
+    };
+    let (first_values, second_values) = (values(&first), values(&second));
+    let sql = match first.db_backend {
+        DbBackend::Postgres => format!(
+            "WITH first AS ({}) {}",
+            renumbered(&first.sql, second_values.len()),
+            second.sql
+        ),
+        _ => format!("{};\n{}", first.sql, second.sql),
+    };
+    let in_order = match first.db_backend {
+        DbBackend::Postgres => [second_values, first_values].concat(),
+        _ => [first_values, second_values].concat(),
+    };
+    Statement::from_sql_and_values(first.db_backend, sql, in_order)
+}
+
+/// `sql` with each PostgreSQL parameter `$N` made `$(N + by)`. Only for statements sea-query
+/// built, which carry every value as a parameter, so no `$` stands in a literal.
+fn renumbered(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        let digits = rest[at + 1..]
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
+        match rest[at + 1..at + 1 + digits].parse::<usize>() {
+            Ok(number) => out.push_str(&(number + by).to_string()),
+            Err(_) => out.push_str(&rest[at + 1..at + 1 + digits]),
+        }
+        rest = &rest[at + 1 + digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl std::fmt::Debug for Store {
@@ -366,6 +440,36 @@ impl std::fmt::Debug for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_run_together_keep_each_value_with_its_placeholder() {
+        let statement = |backend, sql: &str, values: Vec<sea_orm::Value>| {
+            Statement::from_sql_and_values(backend, sql, values)
+        };
+        let first = |backend, sql| statement(backend, sql, vec![1i64.into(), 2i64.into()]);
+        let second = |backend, sql| statement(backend, sql, vec![3i64.into()]);
+
+        let postgres = together(
+            first(DbBackend::Postgres, "INSERT INTO a VALUES ($1, $2)"),
+            second(DbBackend::Postgres, "INSERT INTO b VALUES ($1)"),
+        );
+        assert_eq!(
+            postgres.sql,
+            "WITH first AS (INSERT INTO a VALUES ($2, $3)) INSERT INTO b VALUES ($1)"
+        );
+        let values = |statement: &Statement| statement.values.clone().unwrap().0;
+        assert_eq!(values(&postgres), [3i64.into(), 1i64.into(), 2i64.into()]);
+
+        let sqlite = together(
+            first(DbBackend::Sqlite, "INSERT INTO a VALUES (?, ?)"),
+            second(DbBackend::Sqlite, "INSERT INTO b VALUES (?)"),
+        );
+        assert_eq!(
+            sqlite.sql,
+            "INSERT INTO a VALUES (?, ?);\nINSERT INTO b VALUES (?)"
+        );
+        assert_eq!(values(&sqlite), [1i64.into(), 2i64.into(), 3i64.into()]);
+    }
 
     #[test]
     fn sqlite_urls_name_a_file_or_memory() {

@@ -1,5 +1,5 @@
-//! Refresh rotation, the hot path: one statement on PostgreSQL, and on SQLite a batch of
-//! statements per rotation with concurrent rotations committed together.
+//! Refresh rotation, the hot path: concurrent rotations are committed together, on
+//! PostgreSQL as one statement, on SQLite as a batch of statements per rotation.
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement,
@@ -86,6 +86,53 @@ SELECT spent.*, touched.refreshed_at, touched.revoked_at, touched.client_ip, tou
  WHERE u.id = spent.user_id
 ";
 
+/// Rotations on PostgreSQL, as one statement over a `VALUES` list of the batch's
+/// rotations (the columns of [`RotationValues`], in order): one round trip and one
+/// commit for the whole batch. Each row's statement does what [`ROTATE_POSTGRES`] does.
+/// Two rows presenting the same token spend it once: the other finds nothing, as a
+/// concurrent request does.
+fn rotate_postgres_batch(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let n = |column: usize| row * 9 + column;
+            format!(
+                "(${}::bigint, ${}::bytea, ${}::uuid, ${}::bytea, ${}::bytea, ${}::bigint, ${}::uuid, ${}::text, ${}::text)",
+                n(1), n(2), n(3), n(4), n(5), n(6), n(7), n(8), n(9)
+            )
+        })
+        .collect();
+    format!(
+        "
+WITH input (at, presented, successor_id, successor_hash, sealed, ttl, audit_id, ip, agent) AS (
+    VALUES {}
+), spent AS (
+    UPDATE refresh_tokens t SET spent_at = i.at, successor_id = i.successor_id, sealed_successor = i.sealed
+      FROM input i, sessions s
+     WHERE t.token_hash = i.presented AND t.spent_at IS NULL AND t.expires_at > i.at
+       AND s.id = t.session_id AND s.revoked_at IS NULL AND s.expires_at > i.at
+    RETURNING i.*, s.id, s.user_id, s.created_at, s.expires_at
+), successor AS (
+    INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
+    SELECT successor_id, id, successor_hash, at, LEAST(at + ttl, expires_at) FROM spent
+    RETURNING id, expires_at
+), touched AS (
+    UPDATE sessions SET refreshed_at = spent.at, client_ip = spent.ip, user_agent = spent.agent
+      FROM spent WHERE sessions.id = spent.id
+    RETURNING sessions.id, refreshed_at, revoked_at, client_ip, user_agent
+), audit AS (
+    INSERT INTO audit_events (id, at, event, user_id, session_id, client_ip, user_agent)
+    SELECT audit_id, at, 'refresh', user_id, id, ip, agent FROM spent
+)
+SELECT spent.id, spent.user_id, spent.created_at, spent.expires_at,
+       touched.refreshed_at, touched.revoked_at, touched.client_ip, touched.user_agent,
+       spent.successor_id, successor.expires_at AS successor_expires_at, u.email_verified, u.roles
+  FROM spent JOIN successor ON successor.id = spent.successor_id
+       JOIN touched ON touched.id = spent.id JOIN users u ON u.id = spent.user_id
+",
+        values.join(",\n           ")
+    )
+}
+
 impl Store {
     /// Spends the presented token if it is unspent and unexpired and its session is live,
     /// stores the successor and records the refresh, in one transaction. Returns the
@@ -105,17 +152,10 @@ impl Store {
             recorded_ip(rotation.actor).into(),
             recorded_user_agent(rotation.actor).into(),
         ];
-        if let Some(sqlite_rotations) = &self.sqlite_rotations {
-            return Ok(sqlite_rotations
-                .submit((rotation.successor_id, values))
-                .await?);
-        }
-        let statement =
-            Statement::from_sql_and_values(DbBackend::Postgres, ROTATE_POSTGRES, values);
-        match self.db.query_one_raw(statement).await? {
-            Some(row) => Ok(Some(rotated(&row)?)),
-            None => Ok(None),
-        }
+        Ok(self
+            .rotations
+            .submit((rotation.successor_id, values))
+            .await?)
     }
 }
 
@@ -128,6 +168,57 @@ fn rotated(row: &sea_orm::QueryResult) -> Result<Rotated, DbErr> {
             roles: super::users::split_roles(&row.try_get::<String>("", "roles")?),
         },
     })
+}
+
+/// Rotations on PostgreSQL, keyed by successor id: a batch of one as [`ROTATE_POSTGRES`],
+/// more as one statement ([`rotate_postgres_batch`]), so concurrent refreshes share a
+/// round trip and a commit. A batch that fails changed nothing (it is one statement), and
+/// is run again one rotation at a time: two instances' batches can deadlock on rows both
+/// touch, and PostgreSQL then aborts one of them.
+pub(super) async fn rotate_on_postgres(
+    db: &DatabaseConnection,
+    batch: Vec<(Uuid, RotationValues)>,
+) -> Result<Vec<Option<Rotated>>, DbErr> {
+    if batch.len() > 1 {
+        let sql = rotate_postgres_batch(batch.len());
+        let values: Vec<sea_orm::Value> = batch
+            .iter()
+            .flat_map(|(_, values)| values.iter().cloned())
+            .collect();
+        let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
+        match db.query_all_raw(statement).await {
+            Ok(rows) => return by_successor(&batch, &rows),
+            Err(err) => {
+                tracing::debug!(error = %err, size = batch.len(),
+                    "a batch of rotations failed; running them one at a time");
+            }
+        }
+    }
+    let mut rotated_each = Vec::with_capacity(batch.len());
+    for (_, values) in batch {
+        let statement =
+            Statement::from_sql_and_values(DbBackend::Postgres, ROTATE_POSTGRES, values);
+        rotated_each.push(match db.query_one_raw(statement).await? {
+            Some(row) => Some(rotated(&row)?),
+            None => None,
+        });
+    }
+    Ok(rotated_each)
+}
+
+/// Each rotation's row, found by its successor's id (`None`: nothing was spent).
+fn by_successor(
+    batch: &[(Uuid, RotationValues)],
+    rows: &[sea_orm::QueryResult],
+) -> Result<Vec<Option<Rotated>>, DbErr> {
+    let mut rotations = std::collections::HashMap::with_capacity(rows.len());
+    for row in rows {
+        rotations.insert(row.try_get::<Uuid>("", "successor_id")?, rotated(row)?);
+    }
+    Ok(batch
+        .iter()
+        .map(|(successor, _)| rotations.remove(successor))
+        .collect())
 }
 
 /// Rotations on SQLite, keyed by successor id, all in one transaction: one round trip to
@@ -144,7 +235,6 @@ pub(super) async fn rotate_on_sqlite(
         sql.push_str(&plain);
         values.extend(in_order);
     }
-    let successors: Vec<Uuid> = batch.iter().map(|(successor, _)| *successor).collect();
     let statement = Statement::from_sql_and_values(DbBackend::Sqlite, sql, values);
     let rows = {
         let _writer = writer.lock().await;
@@ -153,14 +243,7 @@ pub(super) async fn rotate_on_sqlite(
         txn.commit().await?;
         rows
     };
-    let mut rotations = std::collections::HashMap::with_capacity(rows.len());
-    for row in &rows {
-        rotations.insert(row.try_get::<Uuid>("", "successor_id")?, rotated(row)?);
-    }
-    Ok(successors
-        .iter()
-        .map(|successor| rotations.remove(successor))
-        .collect())
+    by_successor(&batch, &rows)
 }
 
 /// `sql` with every numbered parameter `?N` turned into a plain `?`, and the values in
@@ -201,9 +284,17 @@ mod tests {
     }
 
     #[test]
+    fn a_postgres_batch_numbers_nine_parameters_per_rotation() {
+        let sql = rotate_postgres_batch(3);
+        assert!(sql.contains("$27::text)") && !sql.contains("$28"));
+        assert_eq!(sql.matches("::bigint").count(), 6);
+    }
+
+    #[test]
     fn both_rotation_statements_record_the_refresh_event() {
         use crate::domain::types::AuditEvent;
         let recorded = format!("'{}'", AuditEvent::Refresh.as_str());
         assert!(ROTATE_SQLITE.contains(&recorded) && ROTATE_POSTGRES.contains(&recorded));
+        assert!(rotate_postgres_batch(2).contains(&recorded));
     }
 }
