@@ -50,8 +50,8 @@ SELECT s.*, n.id AS successor_id, n.expires_at AS successor_expires_at, u.email_
  WHERE n.id = ?3;
 ";
 
-/// SQLite rotations waiting to be committed together, by successor id.
-pub(super) type RotationBatcher = Batcher<(Uuid, RotationValues), Option<Rotated>>;
+/// Rotations waiting to be committed together, by successor id; each gets its own outcome.
+pub(super) type RotationBatcher = Batcher<(Uuid, RotationValues), Result<Option<Rotated>, DbErr>>;
 
 /// The parameters of [`ROTATE_SQLITE`] and [`ROTATE_POSTGRES`], `?1`/`$1` first.
 type RotationValues = [sea_orm::Value; 9];
@@ -155,7 +155,7 @@ impl Store {
         Ok(self
             .rotations
             .submit((rotation.successor_id, values))
-            .await?)
+            .await??)
     }
 }
 
@@ -178,7 +178,7 @@ fn rotated(row: &sea_orm::QueryResult) -> Result<Rotated, DbErr> {
 pub(super) async fn rotate_on_postgres(
     db: &DatabaseConnection,
     batch: Vec<(Uuid, RotationValues)>,
-) -> Result<Vec<Option<Rotated>>, DbErr> {
+) -> Result<Vec<Result<Option<Rotated>, DbErr>>, DbErr> {
     if batch.len() > 1 {
         let sql = rotate_postgres_batch(batch.len());
         let values: Vec<sea_orm::Value> = batch
@@ -187,23 +187,25 @@ pub(super) async fn rotate_on_postgres(
             .collect();
         let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
         match db.query_all_raw(statement).await {
-            Ok(rows) => return by_successor(&batch, &rows),
+            Ok(rows) => return Ok(by_successor(&batch, &rows)?.into_iter().map(Ok).collect()),
             Err(err) => {
-                tracing::debug!(error = %err, size = batch.len(),
-                    "a batch of rotations failed; running them one at a time");
+                tracing::warn!(error = %err, size = batch.len(),
+                    "a batch of refresh rotations failed; running them one at a time");
             }
         }
     }
-    let mut rotated_each = Vec::with_capacity(batch.len());
+    let mut each = Vec::with_capacity(batch.len());
     for (_, values) in batch {
         let statement =
             Statement::from_sql_and_values(DbBackend::Postgres, ROTATE_POSTGRES, values);
-        rotated_each.push(match db.query_one_raw(statement).await? {
-            Some(row) => Some(rotated(&row)?),
-            None => None,
+        // One failing rotation fails only its own request: the others may have committed.
+        each.push(match db.query_one_raw(statement).await {
+            Ok(Some(row)) => rotated(&row).map(Some),
+            Ok(None) => Ok(None),
+            Err(err) => Err(err),
         });
     }
-    Ok(rotated_each)
+    Ok(each)
 }
 
 /// Each rotation's row, found by its successor's id (`None`: nothing was spent).
@@ -228,7 +230,7 @@ pub(super) async fn rotate_on_sqlite(
     db: &DatabaseConnection,
     writer: &tokio::sync::Mutex<()>,
     batch: Vec<(Uuid, RotationValues)>,
-) -> Result<Vec<Option<Rotated>>, DbErr> {
+) -> Result<Vec<Result<Option<Rotated>, DbErr>>, DbErr> {
     let (mut sql, mut values) = (String::new(), Vec::new());
     for (_, numbered) in &batch {
         let (plain, in_order) = positional(ROTATE_SQLITE, numbered);
@@ -243,7 +245,7 @@ pub(super) async fn rotate_on_sqlite(
         txn.commit().await?;
         rows
     };
-    by_successor(&batch, &rows)
+    Ok(by_successor(&batch, &rows)?.into_iter().map(Ok).collect())
 }
 
 /// `sql` with every numbered parameter `?N` turned into a plain `?`, and the values in

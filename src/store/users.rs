@@ -123,7 +123,9 @@ pub(super) async fn delete_account_rows(
     }
     let db = work.db();
     // Tokens before sessions, the order a rotation locks them in (no deadlock with a
-    // refresh of the same session on PostgreSQL).
+    // refresh of the same session on PostgreSQL). A batch of rotations holding tokens of
+    // two of this user's sessions can still deadlock with it; PostgreSQL then aborts one
+    // of the two after `deadlock_timeout` (a failed batch reruns its rotations alone).
     let sessions_of_user = Query::select()
         .column(sessions::Column::Id)
         .from(sessions::Entity)
