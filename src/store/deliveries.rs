@@ -5,7 +5,7 @@
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, UpdateMany,
 };
 use uuid::Uuid;
 
@@ -48,6 +48,26 @@ pub(super) fn deliveries_insert(
         })
         .collect();
     (!rows.is_empty()).then(|| event_deliveries::Entity::insert_many(rows).build(backend))
+}
+
+/// What every recorded attempt sets: the delivery's status after it, its claim released,
+/// when it was made and the HTTP status it got (if any).
+fn attempt_recorded(
+    state: DeliveryStatus,
+    at: UnixMillis,
+    status: Option<u16>,
+) -> UpdateMany<event_deliveries::Entity> {
+    event_deliveries::Entity::update_many()
+        .col_expr(
+            event_deliveries::Column::Status,
+            Expr::value(state.as_str()),
+        )
+        .col_expr(event_deliveries::Column::ClaimedUntil, Expr::value(0i64))
+        .col_expr(event_deliveries::Column::LastAttemptAt, Expr::value(at))
+        .col_expr(
+            event_deliveries::Column::LastStatus,
+            Expr::value(status.map(i32::from)),
+        )
 }
 
 impl Store {
@@ -137,35 +157,15 @@ impl Store {
                 AttemptOutcome::Failed => (DeliveryStatus::Failed, at),
             };
             updates.push(
-                event_deliveries::Entity::update_many()
-                    .col_expr(
-                        event_deliveries::Column::Status,
-                        Expr::value(state.as_str()),
-                    )
+                attempt_recorded(state, at, status)
                     .col_expr(event_deliveries::Column::NextAttemptAt, Expr::value(next))
-                    .col_expr(event_deliveries::Column::ClaimedUntil, Expr::value(0i64))
-                    .col_expr(event_deliveries::Column::LastAttemptAt, Expr::value(at))
-                    .col_expr(
-                        event_deliveries::Column::LastStatus,
-                        Expr::value(status.map(i32::from)),
-                    )
                     .filter(event_deliveries::Column::Id.eq(id))
                     .build(backend),
             );
         }
         for (status, ids) in delivered {
             updates.push(
-                event_deliveries::Entity::update_many()
-                    .col_expr(
-                        event_deliveries::Column::Status,
-                        Expr::value(DeliveryStatus::Delivered.as_str()),
-                    )
-                    .col_expr(event_deliveries::Column::ClaimedUntil, Expr::value(0i64))
-                    .col_expr(event_deliveries::Column::LastAttemptAt, Expr::value(at))
-                    .col_expr(
-                        event_deliveries::Column::LastStatus,
-                        Expr::value(status.map(i32::from)),
-                    )
+                attempt_recorded(DeliveryStatus::Delivered, at, status)
                     .filter(event_deliveries::Column::Id.is_in(ids))
                     .build(backend),
             );

@@ -20,6 +20,7 @@ mod passwords;
 mod revocations;
 mod rotation;
 mod sessions;
+mod sql;
 mod users;
 
 use std::sync::Arc;
@@ -363,7 +364,7 @@ impl UnitOfWork<'_> {
                 // its rows, not another round trip (a thread hop on SQLite) while it
                 // holds the writer.
                 let write = match audit {
-                    Some(audit) => together(audit, outbox),
+                    Some(audit) => sql::together(audit, outbox),
                     None => outbox,
                 };
                 telemetry::timed(Phase::Outbox, "outbox write", self.txn.execute_raw(write))
@@ -382,94 +383,9 @@ impl UnitOfWork<'_> {
     }
 }
 
-/// Two statements without results (inserts) as one: on SQLite one after the other, on
-/// PostgreSQL the first in a `WITH` clause, its parameters renumbered after the second's.
-fn together(first: Statement, second: Statement) -> Statement {
-    let values = |statement: &Statement| {
-        statement
-            .values
-            .as_ref()
-            .map(|values| values.0.clone())
-            .unwrap_or_default()
-    };
-    let (first_values, second_values) = (values(&first), values(&second));
-    let sql = match first.db_backend {
-        DbBackend::Postgres => format!(
-            "WITH first AS ({}) {}",
-            renumbered(&first.sql, second_values.len()),
-            second.sql
-        ),
-        _ => format!("{};\n{}", first.sql, second.sql),
-    };
-    let in_order = match first.db_backend {
-        DbBackend::Postgres => [second_values, first_values].concat(),
-        _ => [first_values, second_values].concat(),
-    };
-    Statement::from_sql_and_values(first.db_backend, sql, in_order)
-}
-
-/// `sql` with each PostgreSQL parameter `$N` made `$(N + by)`. Only for statements sea-query
-/// built, which carry every value as a parameter, so no `$` stands in a literal.
-fn renumbered(sql: &str, by: usize) -> String {
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut rest = sql;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..=at]);
-        let digits = rest[at + 1..]
-            .bytes()
-            .take_while(u8::is_ascii_digit)
-            .count();
-        match rest[at + 1..at + 1 + digits].parse::<usize>() {
-            Ok(number) => out.push_str(&(number + by).to_string()),
-            Err(_) => out.push_str(&rest[at + 1..at + 1 + digits]),
-        }
-        rest = &rest[at + 1 + digits..];
-    }
-    out.push_str(rest);
-    out
-}
-
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("db", &self.db)
-            .finish_non_exhaustive()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statements_run_together_keep_each_value_with_its_placeholder() {
-        let statement = |backend, sql: &str, values: Vec<sea_orm::Value>| {
-            Statement::from_sql_and_values(backend, sql, values)
-        };
-        let first = |backend, sql| statement(backend, sql, vec![1i64.into(), 2i64.into()]);
-        let second = |backend, sql| statement(backend, sql, vec![3i64.into()]);
-
-        let postgres = together(
-            first(DbBackend::Postgres, "INSERT INTO a VALUES ($1, $2)"),
-            second(DbBackend::Postgres, "INSERT INTO b VALUES ($1)"),
-        );
-        assert_eq!(
-            postgres.sql,
-            "WITH first AS (INSERT INTO a VALUES ($2, $3)) INSERT INTO b VALUES ($1)"
-        );
-        let values = |statement: &Statement| statement.values.clone().unwrap().0;
-        assert_eq!(values(&postgres), [3i64.into(), 1i64.into(), 2i64.into()]);
-
-        let sqlite = together(
-            first(DbBackend::Sqlite, "INSERT INTO a VALUES (?, ?)"),
-            second(DbBackend::Sqlite, "INSERT INTO b VALUES (?)"),
-        );
-        assert_eq!(
-            sqlite.sql,
-            "INSERT INTO a VALUES (?, ?);\nINSERT INTO b VALUES (?)"
-        );
-        assert_eq!(values(&sqlite), [1i64.into(), 2i64.into(), 3i64.into()]);
-    }
 
     #[test]
     fn sqlite_urls_name_a_file_or_memory() {

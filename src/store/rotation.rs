@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::audit::{recorded_ip, recorded_user_agent};
 use super::batch::Batcher;
+use super::sql::positional;
 use super::{Result, SessionRow, Store};
 use crate::domain::types::{Actor, Rotated, Subject, UnixMillis};
 
@@ -187,7 +188,7 @@ pub(super) async fn rotate_on_postgres(
             .collect();
         let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
         match db.query_all_raw(statement).await {
-            Ok(rows) => return Ok(by_successor(&batch, &rows)?.into_iter().map(Ok).collect()),
+            Ok(rows) => return by_successor(&batch, &rows),
             Err(err) => {
                 tracing::warn!(error = %err, size = batch.len(),
                     "a batch of refresh rotations failed; running them one at a time");
@@ -212,14 +213,14 @@ pub(super) async fn rotate_on_postgres(
 fn by_successor(
     batch: &[(Uuid, RotationValues)],
     rows: &[sea_orm::QueryResult],
-) -> Result<Vec<Option<Rotated>>, DbErr> {
+) -> Result<Vec<Result<Option<Rotated>, DbErr>>, DbErr> {
     let mut rotations = std::collections::HashMap::with_capacity(rows.len());
     for row in rows {
         rotations.insert(row.try_get::<Uuid>("", "successor_id")?, rotated(row)?);
     }
     Ok(batch
         .iter()
-        .map(|(successor, _)| rotations.remove(successor))
+        .map(|(successor, _)| Ok(rotations.remove(successor)))
         .collect())
 }
 
@@ -245,29 +246,7 @@ pub(super) async fn rotate_on_sqlite(
         txn.commit().await?;
         rows
     };
-    Ok(by_successor(&batch, &rows)?.into_iter().map(Ok).collect())
-}
-
-/// `sql` with every numbered parameter `?N` turned into a plain `?`, and the values in
-/// the order the plain parameters take them. sqlx binds a multi-statement SQLite query
-/// with one running count across statements, which skips numbered parameters that come
-/// after a gap (a statement using `?3` but not `?2`); plain parameters have no gaps.
-fn positional(sql: &str, numbered: &[sea_orm::Value]) -> (String, Vec<sea_orm::Value>) {
-    let mut plain = String::with_capacity(sql.len());
-    let mut values = Vec::new();
-    let mut rest = sql;
-    while let Some(at) = rest.find('?') {
-        plain.push_str(&rest[..=at]);
-        let digits = rest[at + 1..]
-            .bytes()
-            .take_while(u8::is_ascii_digit)
-            .count();
-        let number: usize = rest[at + 1..at + 1 + digits].parse().unwrap_or_default();
-        values.extend(number.checked_sub(1).and_then(|i| numbered.get(i)).cloned());
-        rest = &rest[at + 1 + digits..];
-    }
-    plain.push_str(rest);
-    (plain, values)
+    by_successor(&batch, &rows)
 }
 
 #[cfg(test)]
@@ -275,12 +254,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbered_parameters_become_plain_ones_taking_values_in_order() {
-        let numbered: Vec<sea_orm::Value> = (1..=12i64).map(Into::into).collect();
-        let (sql, values) = positional("UPDATE t SET a = ?1 WHERE b = ?12 AND c = ?1;", &numbered);
-        assert_eq!(sql, "UPDATE t SET a = ? WHERE b = ? AND c = ?;");
-        assert_eq!(values, [1i64.into(), 12i64.into(), 1i64.into()]);
-        let (sql, values) = positional(ROTATE_SQLITE, &numbered[..9]);
+    fn the_sqlite_rotation_takes_one_value_per_plain_parameter() {
+        let numbered: Vec<sea_orm::Value> = (1..=9i64).map(Into::into).collect();
+        let (sql, values) = positional(ROTATE_SQLITE, &numbered);
         assert_eq!(sql.matches('?').count(), values.len());
         assert!(!sql.contains("?1"));
     }
