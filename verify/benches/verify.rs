@@ -1,7 +1,8 @@
 //! Verification throughput of `Verifier` against a bare `jsonwebtoken::decode` of the
-//! same token with the same checks: the verifier's own overhead; and the cost of a
-//! revocation feed of 100,000 ended sessions, served by a local HTTP server and loaded
-//! by the verifier's own poller.
+//! same token with the same checks: the verifier's own overhead on a token's first
+//! verification (the verified-token cache off) and on a token seen again (the cache on,
+//! the default); and the cost of a revocation feed of 100,000 ended sessions, served by a
+//! local HTTP server and loaded by the verifier's own poller, in both cases.
 //!
 //! cargo bench -p authgate-verify --bench verify
 
@@ -47,6 +48,8 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     verifier.set_keys(&jwks);
     assert!(verifier.verify_cached(&token).is_ok());
+    let first_time = Verifier::new("http://127.0.0.1:8080", "authgate").with_verified_cache(0);
+    first_time.set_keys(&jwks);
 
     let mut group = c.benchmark_group("verify an EdDSA access token");
     group.bench_function("jsonwebtoken::decode (bare)", |b| {
@@ -54,44 +57,50 @@ fn bench(c: &mut Criterion) {
             jsonwebtoken::decode::<AccessClaims>(black_box(&token), &key, &validation).unwrap()
         })
     });
-    group.bench_function("Verifier::verify_cached", |b| {
+    group.bench_function("Verifier::verify_cached, first verification", |b| {
+        b.iter(|| first_time.verify_cached(black_box(&token)).unwrap())
+    });
+    group.bench_function("Verifier::verify_cached, token seen before", |b| {
         b.iter(|| verifier.verify_cached(black_box(&token)).unwrap())
     });
     group.finish();
 
-    let (issuer, with_feed) = verifier_with_feed(100_000);
-    let without_feed = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(
-            Verifier::builder(&issuer, "authgate")
-                .pem(PUBLIC_PEM)
-                .build(),
+    let mut group = c.benchmark_group("revocation feed");
+    for (cache, case) in [(0, "first verification"), (4096, "token seen before")] {
+        let (issuer, with_feed) = verifier_with_feed(100_000, cache);
+        let without_feed = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(
+                Verifier::builder(&issuer, "authgate")
+                    .pem(PUBLIC_PEM)
+                    .verified_cache(cache)
+                    .build(),
+            )
+            .unwrap();
+        let mut claims = claims.clone();
+        claims["iss"] = issuer.into();
+        let token = jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_ed_pem(PRIVATE_PEM.as_bytes()).unwrap(),
         )
         .unwrap();
-    let mut claims = claims.clone();
-    claims["iss"] = issuer.into();
-    let token = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &EncodingKey::from_ed_pem(PRIVATE_PEM.as_bytes()).unwrap(),
-    )
-    .unwrap();
-    let mut group = c.benchmark_group("revocation feed");
-    group.bench_function("Verifier::verify_cached, no feed", |b| {
-        b.iter(|| without_feed.verify_cached(black_box(&token)).unwrap())
-    });
-    group.bench_function(
-        "Verifier::verify_cached, 100,000 revoked sessions loaded",
-        |b| b.iter(|| with_feed.verify_cached(black_box(&token)).unwrap()),
-    );
+        group.bench_function(format!("Verifier::verify_cached, {case}, no feed"), |b| {
+            b.iter(|| without_feed.verify_cached(black_box(&token)).unwrap())
+        });
+        group.bench_function(
+            format!("Verifier::verify_cached, {case}, 100,000 revoked sessions loaded"),
+            |b| b.iter(|| with_feed.verify_cached(black_box(&token)).unwrap()),
+        );
+    }
     group.finish();
 }
 
 const PUBLIC_PEM: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n-----END PUBLIC KEY-----\n";
 
-/// A verifier whose feed poller has loaded `count` revoked sessions from a local issuer,
-/// and that issuer.
-fn verifier_with_feed(count: usize) -> (String, Verifier) {
+/// A verifier (remembering up to `cache` verified tokens) whose feed poller has loaded
+/// `count` revoked sessions from a local issuer, and that issuer.
+fn verifier_with_feed(count: usize, cache: usize) -> (String, Verifier) {
     use poem::{Route, Server, get, handler, listener::TcpListener, web::Json};
     let runtime = Box::leak(Box::new(tokio::runtime::Runtime::new().unwrap()));
     let revoked: Vec<_> = (0..count)
@@ -129,6 +138,7 @@ fn verifier_with_feed(count: usize) -> (String, Verifier) {
             .pem(PUBLIC_PEM)
             .allow_insecure_http()
             .revocation_feed(std::time::Duration::from_millis(100))
+            .verified_cache(cache)
             .build()
             .await
             .unwrap();

@@ -3,7 +3,6 @@
 //! and at most once per interval, and kept when a fetch fails. The HTTP policy (https,
 //! redirects, size cap) is in [`crate::http`].
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::Algorithm;
@@ -163,7 +162,7 @@ impl RemoteKeys {
         match self.fetch(algorithms).await {
             Ok((fetched, max_age)) => {
                 tracing::debug!(keys = fetched.len(), "fetched JWKS");
-                *keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fetched);
+                KeySet::install(keys, fetched);
                 state.stale_at = Instant::now() + max_age;
                 Ok(())
             }

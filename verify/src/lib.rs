@@ -20,11 +20,13 @@ mod jwks;
 pub mod poem;
 pub mod problem;
 mod revocations;
+mod verified;
 mod verifier;
 
 pub use jsonwebtoken::Algorithm;
 pub use jsonwebtoken::jwk::{Jwk, JwkSet};
 pub use jwks::JwksOptions;
+pub use verified::DEFAULT_VERIFIED_CACHE;
 pub use verifier::{DEFAULT_REVOCATION_INTERVAL, InitError, Verifier, VerifierBuilder};
 
 use serde::{Deserialize, Serialize};
