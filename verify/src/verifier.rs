@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::http::{self, HttpClient};
 use crate::jwks::{FetchError, JwksOptions, KeySource, RemoteKeys};
 use crate::revocations::{self, RevokedSessions};
-use crate::verified::{DEFAULT_VERIFIED_CACHE, Verified, VerifiedTokens};
+use crate::verified::{DEFAULT_VERIFIED_CACHE, MAX_REMEMBERED_CLAIMS, Verified, VerifiedTokens};
 use crate::{ACCESS_TOKEN_TYPE, AccessClaims, JwkSet, MAX_TOKEN_LEN, VerifyError};
 
 /// A configuration mistake, found when the verifier is built.
@@ -558,18 +558,23 @@ impl Verifier {
         });
         let (claims, sid) = match remembered {
             Some((_, _, Some(known))) => {
-                self.check_times(known.exp, known.nbf)?;
+                // Claims before times, in jsonwebtoken's order, so each token gets the
+                // same refusal either way.
                 let claims = serde_json::from_slice::<T>(&known.claims)
                     .map_err(|e| VerifyError::BadClaims(e.to_string()))?;
+                self.check_times(known.exp, known.nbf)?;
                 (claims, known.sid)
             }
             Some((cache, digest, None)) => {
                 let claims = self.check_signature(token, alg, kid, &keys)?;
-                let verified = Verified::of(token, keys.generation);
-                let sid = verified.as_ref().and_then(|verified| verified.sid);
-                if let Some(verified) = verified {
-                    cache.insert(digest, verified);
-                }
+                let sid = match Verified::of(token, keys.generation) {
+                    Some(verified) => {
+                        let sid = verified.sid;
+                        cache.insert(digest, verified);
+                        sid
+                    }
+                    None => self.revoked.as_ref().and_then(|_| session_of(token)),
+                };
                 (claims, sid)
             }
             None => {
@@ -587,7 +592,8 @@ impl Verifier {
     }
 
     /// `exp` and `nbf` of a token verified before, against the clock now, with the
-    /// leeway and comparisons jsonwebtoken's own validation uses.
+    /// leeway and comparisons jsonwebtoken's own validation uses. Every validation has
+    /// the same leeway and checks both (see [`validations`]).
     fn check_times(&self, exp: u64, nbf: u64) -> Result<(), VerifyError> {
         let leeway = self
             .validations
@@ -649,9 +655,10 @@ fn payload_of(token: &str) -> Option<Vec<u8>> {
 }
 
 impl Verified {
-    /// What to remember of a token that has just passed every check (`None` if its
-    /// `exp` or `nbf` is not a whole number, which jsonwebtoken accepts but this
-    /// shortcut does not need to).
+    /// What to remember of a token that has just passed every check: `None` if its
+    /// claims are over [`MAX_REMEMBERED_CLAIMS`] (authgate's are about 400 bytes) or its
+    /// `exp` or `nbf` is not a whole number, which jsonwebtoken accepts but this shortcut
+    /// does not need to.
     fn of(token: &str, keys_generation: u64) -> Option<Self> {
         #[derive(serde::Deserialize)]
         struct Checked {
@@ -659,7 +666,7 @@ impl Verified {
             nbf: u64,
             sid: Option<Uuid>,
         }
-        let payload = payload_of(token)?;
+        let payload = payload_of(token).filter(|claims| claims.len() <= MAX_REMEMBERED_CLAIMS)?;
         let checked = serde_json::from_slice::<Checked>(&payload).ok()?;
         Some(Self {
             keys_generation,

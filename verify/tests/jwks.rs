@@ -350,17 +350,32 @@ async fn tokens_of_sessions_in_the_revocation_feed_are_refused_and_a_failing_fee
         .build()
         .await
         .unwrap();
-    assert!(verifier.verify(&token_of(ended)).await.is_ok());
+    // Verified once, so remembered: the feed must still reach it.
+    let seen_before = token_of(ended);
+    assert!(verifier.verify(&seen_before).await.is_ok());
 
     mock.revoked.lock().unwrap().push(ended.to_string());
     let deadline = Instant::now() + Duration::from_secs(3);
-    while verifier.verify(&token_of(ended)).await.is_ok() {
+    while verifier.verify(&seen_before).await.is_ok() {
         assert!(Instant::now() < deadline, "the feed was not applied");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
         verifier.verify(&token_of(ended)).await.map(|_| ()),
-        Err(VerifyError::SessionEnded)
+        Err(VerifyError::SessionEnded),
+        "a token of that session never seen before"
+    );
+    let mut fractional = claims();
+    fractional["iss"] = json!(base);
+    fractional["sid"] = json!(ended);
+    fractional["exp"] = json!(now() as f64 + 300.5);
+    assert_eq!(
+        verifier
+            .verify_as::<serde_json::Value>(&issuer_token("k1", &fractional))
+            .await
+            .map(|_| ()),
+        Err(VerifyError::SessionEnded),
+        "a token with a fractional exp (never remembered)"
     );
     assert!(verifier.verify(&token_of(live)).await.is_ok());
 
