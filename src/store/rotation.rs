@@ -92,6 +92,13 @@ SELECT spent.*, touched.refreshed_at, touched.revoked_at, touched.client_ip, tou
 /// commit for the whole batch. Each row's statement does what [`ROTATE_POSTGRES`] does.
 /// Two rows presenting the same token spend it once: the other finds nothing, as a
 /// concurrent request does.
+///
+/// Each presented token is looked up on its own (`presented`: a lateral subquery kept
+/// apart by `OFFSET 0`, so by the token-hash index) and only then spent by primary key.
+/// Joined freely, as the single statement is, a planner without statistics yet (a new
+/// database, filled faster than autovacuum analyzes it) took `revoked_at IS NULL` for a
+/// handful of sessions, walked every live session per batch, and a batch of 32 over
+/// 6,000 sessions took 750 ms instead of 2 ms.
 fn rotate_postgres_batch(rows: usize) -> String {
     let values: Vec<String> = (0..rows)
         .map(|row| {
@@ -106,12 +113,21 @@ fn rotate_postgres_batch(rows: usize) -> String {
         "
 WITH input (at, presented, successor_id, successor_hash, sealed, ttl, audit_id, ip, agent) AS (
     VALUES {}
+), presented AS MATERIALIZED (
+    SELECT i.*, found.*
+      FROM input i
+      CROSS JOIN LATERAL (
+          SELECT t.id AS token_id, s.id, s.user_id, s.created_at, s.expires_at
+            FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+           WHERE t.token_hash = i.presented
+          OFFSET 0
+      ) found
 ), spent AS (
-    UPDATE refresh_tokens t SET spent_at = i.at, successor_id = i.successor_id, sealed_successor = i.sealed
-      FROM input i, sessions s
-     WHERE t.token_hash = i.presented AND t.spent_at IS NULL AND t.expires_at > i.at
-       AND s.id = t.session_id AND s.revoked_at IS NULL AND s.expires_at > i.at
-    RETURNING i.*, s.id, s.user_id, s.created_at, s.expires_at
+    UPDATE refresh_tokens t SET spent_at = p.at, successor_id = p.successor_id, sealed_successor = p.sealed
+      FROM presented p
+     WHERE t.id = p.token_id AND t.spent_at IS NULL AND t.expires_at > p.at AND p.expires_at > p.at
+       AND (SELECT s.revoked_at IS NULL FROM sessions s WHERE s.id = t.session_id)
+    RETURNING p.*
 ), successor AS (
     INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
     SELECT successor_id, id, successor_hash, at, LEAST(at + ttl, expires_at) FROM spent
