@@ -2,6 +2,7 @@
 //! recently, whose tokens are then refused although their signature and `exp` are good.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -20,9 +21,18 @@ const REMEMBERED_FOR: Duration = Duration::from_secs(24 * 3600);
 #[derive(Default)]
 pub(crate) struct RevokedSessions {
     sessions: RwLock<HashMap<Uuid, Instant>>,
+    /// Counts the polls that added sessions: a session not listed at one value of it is
+    /// not listed while it stays the same (entries only leave, a day later).
+    additions: AtomicU64,
 }
 
 impl RevokedSessions {
+    /// Read before [`RevokedSessions::contains`], so that a session listed later is
+    /// listed under a later version.
+    pub(crate) fn version(&self) -> u64 {
+        self.additions.load(Ordering::Acquire)
+    }
+
     pub(crate) fn contains(&self, sid: &Uuid) -> bool {
         self.sessions
             .read()
@@ -41,6 +51,7 @@ impl RevokedSessions {
         for sid in sids {
             sessions.entry(sid).or_insert(now);
         }
+        self.additions.fetch_add(1, Ordering::Release);
         sessions.retain(|_, seen| now.duration_since(*seen) < REMEMBERED_FOR);
     }
 

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// How many verified tokens a verifier remembers by default. An entry holds at most
-/// [`MAX_REMEMBERED_CLAIMS`] of claims (an authgate token's are about 400 bytes), so the
-/// cache stays under 10 MB.
+/// 2 KiB of claims (an authgate token's are about 400 bytes), so the cache stays under
+/// 10 MB.
 pub const DEFAULT_VERIFIED_CACHE: usize = 4096;
 
 /// A token whose claims are longer is verified afresh every time.
@@ -34,6 +34,9 @@ pub(crate) struct Verified {
     pub(crate) exp: u64,
     pub(crate) nbf: u64,
     pub(crate) sid: Option<Uuid>,
+    /// The revocation feed's version when `sid` was last found not listed (`None`: no
+    /// feed, or not checked yet).
+    pub(crate) feed_version: Option<u64>,
     /// The payload's JSON, deserialized again into the caller's claims type.
     pub(crate) claims: Arc<[u8]>,
 }
@@ -61,6 +64,13 @@ impl VerifiedTokens {
 
     pub(crate) fn insert(&self, digest: TokenDigest, verified: Verified) {
         self.lock().put(digest, verified);
+    }
+
+    /// The token's session was found not listed at this feed version.
+    pub(crate) fn feed_checked(&self, digest: &TokenDigest, feed_version: Option<u64>) {
+        if let Some(verified) = self.lock().get_mut(digest) {
+            verified.feed_version = feed_version;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<TokenDigest, Verified>> {

@@ -549,46 +549,46 @@ impl Verifier {
         kid: Option<&str>,
     ) -> Result<T, VerifyError> {
         let keys = self.current_keys();
-        let remembered = self.verified.as_ref().map(|cache| {
-            let digest = VerifiedTokens::digest(token);
-            let known = cache
-                .get(&digest)
-                .filter(|known| known.keys_generation == keys.generation);
-            (cache, digest, known)
-        });
-        let (claims, sid) = match remembered {
-            Some((_, _, Some(known))) => {
-                // Claims before times, in jsonwebtoken's order, so each token gets the
-                // same refusal either way.
-                let claims = serde_json::from_slice::<T>(&known.claims)
-                    .map_err(|e| VerifyError::BadClaims(e.to_string()))?;
-                self.check_times(known.exp, known.nbf)?;
-                (claims, known.sid)
-            }
-            Some((cache, digest, None)) => {
-                let claims = self.check_signature(token, alg, kid, &keys)?;
-                let sid = match Verified::of(token, keys.generation) {
-                    Some(verified) => {
-                        let sid = verified.sid;
-                        cache.insert(digest, verified);
-                        sid
-                    }
-                    None => self.revoked.as_ref().and_then(|_| session_of(token)),
-                };
-                (claims, sid)
-            }
-            None => {
-                let claims = self.check_signature(token, alg, kid, &keys)?;
-                let sid = self.revoked.as_ref().and_then(|_| session_of(token));
-                (claims, sid)
-            }
+        let feed_version = self.revoked.as_ref().map(|revoked| revoked.version());
+        let Some(cache) = &self.verified else {
+            let claims = self.check_signature(token, alg, kid, &keys)?;
+            self.check_feed(self.revoked.as_ref().and_then(|_| session_of(token)))?;
+            return Ok(claims);
         };
-        if let Some(revoked) = &self.revoked
-            && sid.is_some_and(|sid| revoked.contains(&sid))
+        let digest = VerifiedTokens::digest(token);
+        if let Some(known) = cache
+            .get(&digest)
+            .filter(|known| known.keys_generation == keys.generation)
         {
-            return Err(VerifyError::SessionEnded);
+            // Claims before times, in jsonwebtoken's order, so each token gets the same
+            // refusal either way.
+            let claims = serde_json::from_slice::<T>(&known.claims)
+                .map_err(|e| VerifyError::BadClaims(e.to_string()))?;
+            self.check_times(known.exp, known.nbf)?;
+            // The feed is looked at again only when it has listed sessions since.
+            if known.feed_version != feed_version {
+                self.check_feed(known.sid)?;
+                cache.feed_checked(&digest, feed_version);
+            }
+            return Ok(claims);
+        }
+        let claims = self.check_signature(token, alg, kid, &keys)?;
+        match Verified::of(token, keys.generation, feed_version) {
+            Some(verified) => {
+                self.check_feed(verified.sid)?;
+                cache.insert(digest, verified);
+            }
+            None => self.check_feed(self.revoked.as_ref().and_then(|_| session_of(token)))?,
         }
         Ok(claims)
+    }
+
+    /// Refuses a token of a session the revocation feed lists.
+    fn check_feed(&self, sid: Option<Uuid>) -> Result<(), VerifyError> {
+        match (&self.revoked, sid) {
+            (Some(revoked), Some(sid)) if revoked.contains(&sid) => Err(VerifyError::SessionEnded),
+            _ => Ok(()),
+        }
     }
 
     /// `exp` and `nbf` of a token verified before, against the clock now, with the
@@ -659,7 +659,7 @@ impl Verified {
     /// claims are over [`MAX_REMEMBERED_CLAIMS`] (authgate's are about 400 bytes) or its
     /// `exp` or `nbf` is not a whole number, which jsonwebtoken accepts but this shortcut
     /// does not need to.
-    fn of(token: &str, keys_generation: u64) -> Option<Self> {
+    fn of(token: &str, keys_generation: u64, feed_version: Option<u64>) -> Option<Self> {
         #[derive(serde::Deserialize)]
         struct Checked {
             exp: u64,
@@ -673,6 +673,7 @@ impl Verified {
             exp: checked.exp,
             nbf: checked.nbf,
             sid: checked.sid,
+            feed_version,
             claims: payload.into(),
         })
     }
