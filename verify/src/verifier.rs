@@ -552,7 +552,7 @@ impl Verifier {
         let feed_version = self.revoked.as_ref().map(|revoked| revoked.version());
         let Some(cache) = &self.verified else {
             let claims = self.check_signature(token, alg, kid, &keys)?;
-            self.check_feed(self.revoked.as_ref().and_then(|_| session_of(token)))?;
+            self.check_feed_of(token)?;
             return Ok(claims);
         };
         let digest = VerifiedTokens::digest(token);
@@ -578,9 +578,15 @@ impl Verifier {
                 self.check_feed(verified.sid)?;
                 cache.insert(digest, verified);
             }
-            None => self.check_feed(self.revoked.as_ref().and_then(|_| session_of(token)))?,
+            None => self.check_feed_of(token)?,
         }
         Ok(claims)
+    }
+
+    /// [`Verifier::check_feed`] for a token not remembered: its `sid` read from the
+    /// payload, only when there is a feed to look it up in.
+    fn check_feed_of(&self, token: &str) -> Result<(), VerifyError> {
+        self.check_feed(self.revoked.as_ref().and_then(|_| session_of(token)))
     }
 
     /// Refuses a token of a session the revocation feed lists.
